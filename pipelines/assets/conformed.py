@@ -1,0 +1,65 @@
+"""Conformed sources: raw extracts read, checked, pseudonymised; every row accounted for."""
+
+import dagster as dg
+
+from indices import steps
+from indices.schemas import conformed_schemas, validate_parquet
+from indices.sources.conform import ledger_frame, warehouse_paths
+from pipelines.metadata import markdown_table, table_schema
+from pipelines.resources import IndicesSettings
+
+DESCRIPTIONS = {
+    "gp_patients": "GP patient register, one row per registration, NHS numbers pseudonymised.",
+    "gp_events": "GP coded clinical events (SNOMED CT), pseudonymised.",
+    "gp_medications": "GP prescription issues (BNF), pseudonymised.",
+}
+UPSTREAM = {"gp_events": ["gp_patients"], "gp_medications": ["gp_patients"]}
+
+
+def conformed_asset(source: str) -> dg.AssetsDefinition:
+    schema = conformed_schemas()[source]
+
+    @dg.asset(
+        name=source,
+        key_prefix="conformed",
+        group_name="conformed",
+        kinds={"duckdb", "parquet"},
+        owners=["team:data-engineering"],
+        deps=[dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])],
+        description=DESCRIPTIONS[source],
+        metadata={"dagster/column_schema": table_schema(schema)},
+    )
+    def _conformed(context: dg.AssetExecutionContext, settings: IndicesSettings):
+        result = steps.conform(settings.resolve(), source)
+        ledger = ledger_frame(result.ledger)
+        for entry in result.ledger:
+            if entry.rejected:
+                context.log.error(f"rejected {entry.rejected}")
+            if entry.extra_columns:
+                context.log.warning(f"{entry.file}: extra columns ignored {entry.extra_columns}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows_conformed,
+                "rows_quarantined": result.rows_quarantined,
+                "ledger": markdown_table(ledger),
+                "path": dg.MetadataValue.path(str(result.conformed_path)),
+            }
+        )
+
+    @dg.asset_check(
+        asset=_conformed,
+        name="matches_schema",
+        blocking=True,
+        description=f"The conformed table passes the pandera schema of {source}.",
+    )
+    def _matches_schema(settings: IndicesSettings) -> dg.AssetCheckResult:
+        path, _ = warehouse_paths(settings.resolve().warehouse_dir, source)
+        problems = validate_parquet(schema, path)
+        return dg.AssetCheckResult(
+            passed=not problems, metadata={"problems": "\n".join(problems) or "none"}
+        )
+
+    return dg.Definitions(assets=[_conformed], asset_checks=[_matches_schema])
+
+
+definitions = dg.Definitions.merge(*(conformed_asset(s) for s in steps.GP_SOURCES))

@@ -1,0 +1,63 @@
+"""Published area datasets: disclosure controlled, audited, released with a manifest."""
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from indices import steps
+from indices.areas import COUNTS, column_descriptions
+from indices.publish import audit_table, list_versions
+from pipelines.resources import IndicesSettings
+
+
+def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
+    @dg.asset(
+        key=["published", dataset.name],
+        group_name="published",
+        kinds={"duckdb", "parquet"},
+        owners=["team:data-engineering"],
+        deps=[dg.AssetKey(["measures", "area_counts"])],
+        description=dataset.description,
+    )
+    def _published(context: dg.AssetExecutionContext, settings: IndicesSettings):
+        release = steps.publish_area(settings.resolve(), dataset, run_id=context.run_id)
+        if not release.published:
+            context.log.info(f"{dataset.name} {release.version} is up to date; nothing published")
+        manifest = release.manifest
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": manifest["row_count"],
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(c["column"], c["type"], description=c["description"])
+                        for c in manifest["schema"]
+                    ]
+                ),
+                "version": release.version,
+                "newly_published": release.published,
+                "release": dg.MetadataValue.path(str(release.path)),
+                "reference_date": manifest["reference_date"],
+            }
+        )
+
+    @dg.asset_check(
+        asset=_published,
+        name="disclosure_controlled",
+        blocking=True,
+        description="The visible release has no person-level column and every count is 0, "
+        "null (suppressed) or a multiple of 5 from 10.",
+    )
+    def _disclosure_controlled(settings: IndicesSettings) -> dg.AssetCheckResult:
+        publish_dir = settings.resolve().publish_dir
+        latest = list_versions(publish_dir, dataset.name)[-1]
+        table = pq.read_table(publish_dir / dataset.name / latest / "data.parquet")
+        problems = audit_table(table, [c.name for c in COUNTS])
+        undocumented = [c for c in table.column_names if c not in column_descriptions()]
+        problems += [f"undocumented column {c}" for c in undocumented]
+        return dg.AssetCheckResult(
+            passed=not problems, metadata={"version": latest, "problems": "; ".join(problems)}
+        )
+
+    return dg.Definitions(assets=[_published], asset_checks=[_disclosure_controlled])
+
+
+definitions = dg.Definitions.merge(*(published_asset(d) for d in steps.AREA_DATASETS))

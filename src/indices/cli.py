@@ -1,0 +1,145 @@
+"""The `indices` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date
+
+from indices.settings import Settings, parse_iso_date
+
+
+def _date(text: str) -> date:
+    try:
+        return parse_iso_date(text, "date")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _folders(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raw-dir", help="raw extracts (default $INDICES_RAW_DIR or data/raw)")
+    parser.add_argument(
+        "--publish-dir", help="published datasets (default $INDICES_PUBLISH_DIR or data/published)"
+    )
+    parser.add_argument(
+        "--warehouse-dir",
+        help="private warehouse (default $INDICES_WAREHOUSE_DIR or data/warehouse)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indices", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the whole pipeline (the Dagster job) in-process")
+    _folders(run)
+    run.add_argument(
+        "--reference-date",
+        type=_date,
+        help="as-at date YYYY-MM-DD (default: the newest gp_patients extract date)",
+    )
+
+    synth = commands.add_parser("synth", help="write synthetic raw extracts of all six sources")
+    synth.add_argument("--persons", type=int, required=True)
+    where = synth.add_mutually_exclusive_group()
+    where.add_argument("--lads", help="comma-separated LAD 2019 codes to cover")
+    where.add_argument("--all-lads", action="store_true", help="cover all 317 LADs (default)")
+    synth.add_argument("--date", type=_date, required=True, help="extract date YYYY-MM-DD")
+    synth.add_argument("--seed", type=int, default=1)
+    synth.add_argument("--format", choices=("csv", "csv.gz", "parquet"), default="csv")
+    synth.add_argument("--faults", type=float, default=0.0, help="rate of each quirk, 0 to 1")
+    synth.add_argument("--out", required=True, help="raw folder to write")
+
+    releases = commands.add_parser("releases", help="list published releases")
+    releases.add_argument("dataset", nargs="?")
+    releases.add_argument("--publish-dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": _run, "synth": _synth, "releases": _releases}[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"indices: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from indices.sources.extracts import check_raw_folder
+    from indices.steps import AREA_DATASETS, REQUIRED_SOURCES, reference_date
+
+    settings = Settings.resolve(
+        args.raw_dir, args.warehouse_dir, args.publish_dir, args.reference_date
+    )
+    check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)
+    settings = Settings.resolve(
+        settings.raw_dir, settings.warehouse_dir, settings.publish_dir, reference_date(settings)
+    )
+    print(f"indices: running the main job as at {settings.reference_date} on {settings.raw_dir}")
+
+    from pipelines.run import run_main_job  # the Dagster code location, loaded only to run
+
+    result = run_main_job(settings)
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        print(f"indices: error: the run failed at {', '.join(failed) or 'a step'}", file=sys.stderr)
+        return 1
+    print(f"indices: run {result.run_id} succeeded")
+    print(f"published datasets in {settings.publish_dir}:")
+    from indices.publish import list_versions
+
+    for dataset in AREA_DATASETS:
+        versions = list_versions(settings.publish_dir, dataset.name)
+        print(f"  {dataset.name:<18} {versions[-1]}  {settings.publish_dir / dataset.name}")
+    catalog = settings.publish_dir / "catalog.duckdb"
+    print(f"catalog: {catalog}\nquery it from anywhere, for example:")
+    print(
+        f"  duckdb -readonly {catalog} -c \"SELECT lad19_code, pop_65plus, efi_moderate, "
+        f'efi_severe, efi_moderate_severe_rate FROM frailty_lad ORDER BY lad19_code"'
+    )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from indices.synth import generate
+
+    lads = [code.strip() for code in args.lads.split(",")] if args.lads else None
+    summary = generate(
+        Path(args.out),
+        persons=args.persons,
+        extract_date=args.date,
+        seed=args.seed,
+        lads=lads,
+        fmt=args.format,
+        faults=args.faults,
+        progress=sys.stderr.isatty(),
+    )
+    files = summary.get("files", {})
+    print(f"indices: wrote {len(files)} files to {args.out}")
+    return 0
+
+
+def _releases(args: argparse.Namespace) -> int:
+    from indices.publish import list_datasets, list_versions, read_manifest
+
+    publish_dir = Settings.resolve(publish_dir=args.publish_dir).publish_dir
+    datasets = [args.dataset] if args.dataset else list_datasets(publish_dir)
+    for dataset in datasets:
+        versions = list_versions(publish_dir, dataset)
+        if not versions:
+            raise ValueError(f"no releases of {dataset!r} in {publish_dir}")
+        for version in versions:
+            manifest = read_manifest(publish_dir, dataset, version)
+            print(
+                f"{dataset:<20} {version}  reference {manifest['reference_date']}  "
+                f"created {manifest['created']}  rows {manifest['row_count']}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""NHS numbers: the Modulus 11 check, and the keyed pseudonym that replaces them at the boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+KEY_ENV = "INDICES_PSEUDONYM_KEY"
+KEY_FILE = "pseudonym.key"
+
+# DuckDB SQL for a normalised (digits only) NHS number `n` passing its Modulus 11 check digit:
+# weights 10..2 on the first nine digits; check = 11 - (sum mod 11), 11 means 0, 10 is invalid.
+MOD11_SQL = """(CASE WHEN regexp_full_match({n}, '[0-9]{{10}}') THEN
+    (11 - list_sum(list_transform(range(1, 10),
+        lambda i: cast(substr({n}, i, 1) AS INTEGER) * (11 - i))) % 11) % 11
+    = cast(substr({n}, 10, 1) AS INTEGER)
+    ELSE false END)"""
+
+
+def is_valid_nhs_number(text: str) -> bool:
+    """Python twin of MOD11_SQL, for callers outside DuckDB; spaces and hyphens are allowed."""
+    digits = text.replace(" ", "").replace("-", "")
+    if len(digits) != 10 or not digits.isdigit():
+        return False
+    total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
+    check = (11 - total % 11) % 11
+    return check != 10 and check == int(digits[9])
+
+
+def load_key(warehouse_dir: Path) -> bytes:
+    """The pseudonym key: `INDICES_PSEUDONYM_KEY`, or a key file created once in the warehouse."""
+    from_env = os.environ.get(KEY_ENV)
+    if from_env:
+        return from_env.encode()
+    path = Path(warehouse_dir) / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two runs starting together must not each write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def pseudonymise(key: bytes, nhs_numbers: Iterable[str]) -> list[str]:
+    """HMAC-SHA256 of each normalised NHS number under the key, as 32 hex characters."""
+    return [hmac.new(key, n.encode(), hashlib.sha256).hexdigest()[:32] for n in nhs_numbers]

@@ -1,0 +1,513 @@
+"""Conform raw extracts: decode, normalise quirks, pseudonymise, and account for every row.
+
+Each data row of each raw file ends in exactly one place: the conformed table or the quarantine
+(with its file, row number, reason and raw values, NHS numbers pseudonymised or masked). A file
+that cannot be used at all is rejected whole with a one-line reason. The ledger counts it all.
+Everything runs in DuckDB over the files, so memory stays bounded however large the extract.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
+from indices.publish import input_record
+from indices.pseudonym import MOD11_SQL, pseudonymise
+from indices.reference import reference_path
+from indices.schemas import SEX_CODES, conformed_schemas
+from indices.sources.extracts import Extract
+from indices.sources.layouts import Kind, RawColumn, SourceLayout
+
+EARLIEST_PLAUSIBLE = date(1900, 1, 1)
+
+
+class FileRejected(Exception):
+    """A raw file that cannot be used at all; the message says why in one line."""
+
+
+@dataclass
+class FileLedger:
+    """What happened to one raw file's rows."""
+
+    source: str
+    file: str
+    rows_read: int = 0
+    conformed: int = 0
+    quarantined: Counter = field(default_factory=Counter)
+    corrections: Counter = field(default_factory=Counter)
+    missing_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    rejected: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.conformed + sum(self.quarantined.values())
+
+
+@dataclass
+class SourceResult:
+    """The outputs of conforming one source."""
+
+    source: str
+    conformed_path: Path
+    quarantine_path: Path
+    ledger: list[FileLedger]
+
+    @property
+    def rows_conformed(self) -> int:
+        return sum(f.conformed for f in self.ledger)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(sum(f.quarantined.values()) for f in self.ledger)
+
+
+def warehouse_paths(warehouse_dir: Path, source: str) -> tuple[Path, Path]:
+    """Where a source's conformed table and quarantine live in the private warehouse."""
+    warehouse_dir = Path(warehouse_dir)
+    return (
+        warehouse_dir / "conformed" / f"{source}.parquet",
+        warehouse_dir / "quarantine" / f"{source}.parquet",
+    )
+
+
+def conform_source(
+    layout: SourceLayout,
+    extracts: list[Extract],
+    warehouse_dir: Path,
+    key: bytes,
+) -> SourceResult:
+    """Conform the current extracts of one source into the warehouse."""
+    conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name)
+    con = connect(Path(warehouse_dir) / "tmp")
+    try:
+        con.execute(
+            "CREATE TEMP TABLE lsoa_ref AS SELECT lsoa11_code FROM read_csv("
+            f"{sql_str(reference_path('geography/lsoa11_lad19.csv'))}, all_varchar = true)"
+        )
+        _create_row_tables(con, layout)
+        ledger = []
+        for number, extract in enumerate(extracts):
+            entry = FileLedger(layout.name, extract.path.name)
+            try:
+                _load_file(con, layout, extract, number, entry, Path(warehouse_dir) / "tmp")
+            except FileRejected as reason:
+                entry.rejected = str(reason)
+                con.execute("DELETE FROM raw_rows WHERE file = $f", {"f": extract.path.name})
+                con.execute("DELETE FROM malformed WHERE file = $f", {"f": extract.path.name})
+            ledger.append(entry)
+        _parse_and_pseudonymise(con, layout, key)
+        _cross_row_checks(con, layout, Path(warehouse_dir))
+        copy_to_parquet(con, _conformed_query(layout), conformed_path)
+        copy_to_parquet(con, _quarantine_query(layout), quarantine_path)
+        _fill_ledger(con, ledger)
+    finally:
+        con.close()
+    result = SourceResult(layout.name, conformed_path, quarantine_path, ledger)
+    sidecar = {
+        "source": layout.name,
+        "inputs": [input_record(e.path, f"raw/{layout.name}") for e in extracts],
+        "ledger": ledger_frame(ledger).to_dict(orient="records"),
+    }
+    write_json_atomic(sidecar_path(warehouse_dir, layout.name), sidecar)
+    return result
+
+
+def sidecar_path(warehouse_dir: Path, source: str) -> Path:
+    """The JSON beside a conformed table: the raw files (with hashes) it came from, its ledger."""
+    return Path(warehouse_dir) / "conformed" / f"{source}.json"
+
+
+def read_sidecar(warehouse_dir: Path, source: str) -> dict:
+    return json.loads(sidecar_path(warehouse_dir, source).read_text())
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _relation(extract: Extract, number: int, header: list[str]) -> str:
+    path = sql_str(extract.path)
+    if extract.fmt == "parquet":
+        return f"read_parquet({path})"
+    # No sniffing: the header was read already, every field is text, and lines with the wrong
+    # field count go to the rejects table instead of failing the file.
+    columns = ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(header)))
+    return (
+        f"read_csv({path}, auto_detect = false, header = true, columns = {{{columns}}}, "
+        "delim = ',', quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, "
+        f"rejects_table = 'rejects_{number}', rejects_scan = 'rejects_scan_{number}')"
+    )
+
+
+def _open_binary(extract: Extract):
+    return gzip.open(extract.path, "rb") if extract.fmt == "csv.gz" else open(extract.path, "rb")
+
+
+def _csv_header(extract: Extract) -> list[str]:
+    """The header of a CSV extract, after checking the whole file decodes as UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    first_line = b""
+    offset = 0
+    try:
+        with _open_binary(extract) as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                if not first_line or b"\n" not in first_line:
+                    first_line += chunk[: 1 << 16]
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise FileRejected(
+            f"{extract.path.name}: not valid UTF-8 text (byte 0x{error.object[error.start]:02x} "
+            f"near offset {offset + error.start})"
+        ) from None
+    except (OSError, EOFError) as error:
+        raise FileRejected(f"{extract.path.name}: cannot be read ({error})") from None
+    if offset == 0:
+        raise FileRejected(f"{extract.path.name}: empty file")
+    text = first_line.decode("utf-8-sig", errors="replace").splitlines()[0]
+    return next(csv.reader([text]))
+
+
+def _lf_copy(extract: Extract, spill_dir: Path) -> Path:
+    """A plain copy of a CSV extract with every CRLF turned into LF, streamed."""
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    copy = spill_dir / f"{extract.path.name}.{os.getpid()}.lf.csv"
+    with _open_binary(extract) as source, open(copy, "wb") as target:
+        held = b""
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            chunk = held + chunk
+            held = b"\r" if chunk.endswith(b"\r") else b""
+            target.write(chunk[: len(chunk) - len(held)].replace(b"\r\n", b"\n"))
+        target.write(held)
+    return copy
+
+
+def _header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
+    if extract.fmt != "parquet":
+        return _csv_header(extract)
+    try:
+        return [r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_str(extract.path)})"
+        ).fetchall()]
+    except duckdb.Error as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
+
+
+def _raw_names(layout: SourceLayout) -> list[str]:
+    return [c.name for c in layout.columns]
+
+
+def _create_row_tables(con: duckdb.DuckDBPyConnection, layout: SourceLayout) -> None:
+    raw_columns = ", ".join(f"{ident(n)} VARCHAR" for n in _raw_names(layout))
+    con.execute(
+        f"CREATE TEMP TABLE raw_rows (file VARCHAR, extract_date DATE, row_number BIGINT, "
+        f"{raw_columns})"
+    )
+    con.execute("CREATE TEMP TABLE malformed (file VARCHAR, row_number BIGINT, raw_line VARCHAR)")
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    layout: SourceLayout,
+    extract: Extract,
+    number: int,
+    entry: FileLedger,
+    spill_dir: Path,
+) -> None:
+    header = _header(con, extract)
+    relation = _relation(extract, number, header)
+    # CSV columns are read as c0, c1, ... in header order; Parquet keeps its own names.
+    as_read = header if extract.fmt == "parquet" else [f"c{i}" for i in range(len(header))]
+    by_normalised = {name.strip().lower(): read for name, read in zip(header, as_read, strict=True)}
+    wanted = {c.name.lower(): c for c in layout.columns}
+    entry.extra_columns = sorted(n for n in by_normalised if n not in wanted)
+    entry.missing_columns = [c.name for c in layout.columns if c.name.lower() not in by_normalised]
+    missing_needed = [
+        c.name for c in layout.columns if c.needed and c.name in entry.missing_columns
+    ]
+    if missing_needed:
+        raise FileRejected(
+            f"{extract.path.name}: missing column(s) {', '.join(missing_needed)} needed by a measure"
+        )
+
+    selected = ", ".join(
+        f"CAST({ident(by_normalised[c.name.lower()])} AS VARCHAR)"
+        if c.name.lower() in by_normalised
+        else "CAST(NULL AS VARCHAR)"
+        for c in layout.columns
+    )
+    staged = f"staged_{number}"
+    stage = (
+        f"CREATE TEMP TABLE {staged} AS "
+        f"SELECT row_number() OVER () AS accepted_no, {selected} FROM {{relation}}"
+    )
+    try:
+        try:
+            con.execute(stage.format(relation=relation))
+        except duckdb.InvalidInputException as error:
+            if "state machine" not in str(error):
+                raise
+            # Mixed line endings (CRLF and LF in one file) defeat DuckDB's strict parser: read a
+            # copy with LF endings instead, so wrong field counts are still caught line by line.
+            copy = _lf_copy(extract, spill_dir)
+            con.execute(f"DROP TABLE IF EXISTS rejects_{number}")
+            con.execute(f"DROP TABLE IF EXISTS rejects_scan_{number}")
+            con.execute(stage.format(relation=relation.replace(sql_str(extract.path), sql_str(copy))))
+            copy.unlink()
+    except duckdb.Error as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
+
+    if extract.fmt == "parquet":
+        con.execute(f"CREATE TEMP TABLE marks_{number} (accepted_before BIGINT)")
+    else:
+        # Rejected lines (wrong field count, truncated) are quarantined as malformed. An accepted
+        # row's data-row number is its rank plus the rejected lines that came before it.
+        con.execute(
+            f"INSERT INTO malformed SELECT {sql_str(extract.path.name)}, line - 1, "
+            f"first(csv_line) FROM rejects_{number} GROUP BY line"
+        )
+        con.execute(
+            f"CREATE TEMP TABLE marks_{number} AS SELECT line - 1 - row_number() OVER "
+            f"(ORDER BY line) AS accepted_before FROM (SELECT DISTINCT line FROM rejects_{number})"
+        )
+    con.execute(
+        f"INSERT INTO raw_rows SELECT {sql_str(extract.path.name)}, DATE "
+        f"{sql_str(extract.extract_date)}, s.accepted_no + (SELECT count(*) FROM marks_{number} m "
+        f"WHERE m.accepted_before < s.accepted_no), s.* EXCLUDE (accepted_no) FROM {staged} s"
+    )
+    con.execute(f"DROP TABLE {staged}")
+    rows = con.execute(
+        "SELECT (SELECT count(*) FROM raw_rows WHERE file = $f) "
+        "+ (SELECT count(*) FROM malformed WHERE file = $f)",
+        {"f": extract.path.name},
+    ).fetchone()[0]
+    if rows == 0:
+        raise FileRejected(f"{extract.path.name}: no data rows")
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+
+def _text(name: str) -> str:
+    return f"nullif(trim({ident(name)}), '')"
+
+
+def _parsed_columns(column: RawColumn) -> list[str]:
+    """SQL select items giving a raw column's parsed value `v_<name>` and its fault flags."""
+    t, n = _text(column.name), column.name
+    iso = f"try_strptime({t}, '%Y-%m-%d')"
+    uk = f"try_strptime({t}, '%d/%m/%Y')"
+    if column.kind is Kind.NHS_NUMBER:
+        clean = f"regexp_replace({t}, '[ -]', '', 'g')"
+        return [
+            f"{clean} AS nhs_clean",
+            f"coalesce({MOD11_SQL.format(n=clean)}, false) AS nhs_valid",
+            f"{t} <> {clean} AS fix_nhs_normalised",
+        ]
+    if column.kind is Kind.DATE:
+        missing = f"{t} IS NULL" if column.required_value else "false"
+        return [
+            f"CAST(coalesce({iso}, {uk}) AS DATE) AS v_{n}",
+            f"({missing} OR ({t} IS NOT NULL AND coalesce({iso}, {uk}) IS NULL)) AS bad_{n}",
+            f"({iso} IS NULL AND {uk} IS NOT NULL) AS fix_uk_date_{n}",
+        ]
+    if column.kind is Kind.SNOMED:
+        return [
+            f"{t} AS v_{n}",
+            f"coalesce(NOT regexp_full_match({t}, '[0-9]{{6,18}}'), true) AS code_{n}",
+        ]
+    if column.kind is Kind.BNF:
+        return [
+            f"upper({t}) AS v_{n}",
+            f"coalesce(NOT regexp_full_match(upper({t}), '[0-9A-Z]{{9,15}}'), true) AS code_{n}",
+        ]
+    if column.kind is Kind.LSOA:
+        known = f"upper({t}) IN (SELECT lsoa11_code FROM lsoa_ref)"
+        return [
+            f"CASE WHEN {known} THEN upper({t}) END AS v_{n}",
+            f"NOT coalesce({known}, false) AS fix_unknown_lsoa",
+        ]
+    if column.kind is Kind.SEX:
+        codes = ", ".join(sql_str(code) for code in SEX_CODES)
+        valid = f"coalesce(upper({t}) IN ({codes}), false)"
+        return [
+            f"CASE WHEN {valid} THEN upper({t}) ELSE 'X' END AS v_{n}",
+            f"NOT {valid} AS fix_unknown_sex",
+        ]
+    if column.kind is Kind.DECIMAL:
+        return [
+            f"TRY_CAST({t} AS DOUBLE) AS v_{n}",
+            f"({t} IS NOT NULL AND TRY_CAST({t} AS DOUBLE) IS NULL) AS fix_invalid_value_{n}",
+        ]
+    return [f"{t} AS v_{n}"]
+
+
+def _reason_sql(layout: SourceLayout) -> str:
+    """The first fault of a row, in a fixed order of precedence; null for a usable row."""
+    dates = [c.name for c in layout.columns if c.kind is Kind.DATE]
+    codes = [c.name for c in layout.columns if c.kind in (Kind.SNOMED, Kind.BNF)]
+    any_of = " OR ".join
+    cases = [
+        "WHEN duplicate_rank > 1 THEN 'duplicate'",
+        "WHEN NOT nhs_valid THEN 'invalid_nhs_number'",
+    ]
+    if dates:
+        cases.append(f"WHEN {any_of(f'bad_{d}' for d in dates)} THEN 'invalid_date'")
+        implausible = any_of(
+            f"v_{d} > extract_date OR v_{d} < DATE {sql_str(EARLIEST_PLAUSIBLE)}" for d in dates
+        )
+        cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
+    if codes:
+        cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
+    return "CASE " + " ".join(cases) + " END"
+
+
+def _parse_and_pseudonymise(
+    con: duckdb.DuckDBPyConnection, layout: SourceLayout, key: bytes
+) -> None:
+    """Parse every row, find its first fault, and swap each valid NHS number for its pseudonym."""
+    raw_list = ", ".join(ident(c) for c in _raw_names(layout))
+    parsed = ", ".join(item for c in layout.columns for item in _parsed_columns(c))
+    con.execute(
+        f"CREATE TEMP TABLE parsed AS SELECT *, {parsed}, row_number() OVER "
+        f"(PARTITION BY file, {raw_list} ORDER BY row_number) AS duplicate_rank FROM raw_rows"
+    )
+    numbers = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT nhs_clean FROM parsed WHERE nhs_valid ORDER BY 1"
+        ).fetchall()
+    ]
+    mapping = pa.table({"nhs_clean": numbers, "person_id": pseudonymise(key, numbers)})
+    con.register("pseudonym_map", mapping)
+    con.execute(
+        "CREATE TEMP TABLE rows AS SELECT p.* EXCLUDE (nhs_clean), m.person_id, "
+        f"{_reason_sql(layout)} AS reason "
+        "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean)"
+    )
+    con.unregister("pseudonym_map")
+    con.execute("DROP TABLE parsed")
+
+
+def _cross_row_checks(
+    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse: Path
+) -> None:
+    """Faults that need other rows: conflicting identities, persons in no register."""
+    if layout.is_register:
+        con.execute(
+            "UPDATE rows SET reason = 'conflicting_identity' WHERE reason IS NULL AND person_id IN "
+            "(SELECT person_id FROM rows WHERE reason IS NULL GROUP BY person_id "
+            "HAVING count(DISTINCT v_date_of_birth) > 1)"
+        )
+        return
+    register, register_quarantine = warehouse_paths(warehouse, "gp_patients")
+    if not register.exists():
+        raise FileNotFoundError(f"conform gp_patients before {layout.name}: {register} is missing")
+    con.execute(
+        "UPDATE rows SET reason = 'unknown_person' WHERE reason IS NULL AND person_id NOT IN ("
+        f"SELECT person_id FROM read_parquet({sql_str(register)}) UNION "
+        f"SELECT person_id FROM read_parquet({sql_str(register_quarantine)}) "
+        "WHERE person_id IS NOT NULL)"
+    )
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _conformed_query(layout: SourceLayout) -> str:
+    schema = conformed_schemas()[layout.name]
+    items = [
+        "person_id" if name == "person_id" else f"v_{name} AS {name}" for name in schema.columns
+    ]
+    return f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL ORDER BY file, row_number"
+
+
+def _quarantine_query(layout: SourceLayout) -> str:
+    """Quarantined rows with their raw values; an NHS number is kept only as its pseudonym, or,
+    when invalid, as its shape (digits masked), so no NHS number is stored."""
+    masked = []
+    for column in layout.columns:
+        value = ident(column.name)
+        if column.kind is Kind.NHS_NUMBER:
+            value = f"coalesce(person_id, regexp_replace({value}, '[0-9]', 'n', 'g'))"
+        masked.append(f"{ident(column.name)} := {value}")
+    return f"""
+        SELECT {sql_str(layout.name)} AS source, file, row_number, reason, person_id,
+               to_json(struct_pack({", ".join(masked)}))::VARCHAR AS raw_values
+        FROM rows WHERE reason IS NOT NULL
+        UNION ALL
+        SELECT {sql_str(layout.name)}, file, row_number, 'malformed_row', NULL,
+               to_json(struct_pack(line := regexp_replace(raw_line,
+                   '[0-9]{{3}}[ -]?[0-9]{{3}}[ -]?[0-9]{{4}}', 'nnnnnnnnnn', 'g')))::VARCHAR
+        FROM malformed
+        ORDER BY file, row_number"""
+
+
+def _fill_ledger(con: duckdb.DuckDBPyConnection, ledger: list[FileLedger]) -> None:
+    """Count each file's rows by outcome, and the values corrected in its conformed rows."""
+    fixes = [r[0] for r in con.execute("DESCRIBE rows").fetchall() if r[0].startswith("fix_")]
+    fix_sums = ", ".join(f"sum(CAST({ident(f)} AS INTEGER)) AS {ident(f)}" for f in fixes)
+    outcomes = con.execute(
+        "SELECT file, coalesce(reason, '') AS reason, count(*) FROM rows GROUP BY ALL "
+        "UNION ALL SELECT file, 'malformed_row', count(*) FROM malformed GROUP BY ALL"
+    ).fetchall()
+    corrections = (
+        con.execute(
+            f"SELECT file, {fix_sums} FROM rows WHERE reason IS NULL GROUP BY file"
+        ).fetchall()
+        if fixes
+        else []
+    )
+    by_file = {entry.file: entry for entry in ledger}
+    for file, reason, rows in outcomes:
+        entry = by_file[file]
+        entry.rows_read += rows
+        if reason:
+            entry.quarantined[reason] += rows
+        else:
+            entry.conformed += rows
+    for file, *counts in corrections:
+        for fix, count in zip(fixes, counts, strict=True):
+            # fix_uk_date_<column> and fix_invalid_value_<column> add up per kind
+            kind = fix.removeprefix("fix_")
+            for prefix in ("uk_date", "invalid_value"):
+                if kind.startswith(prefix + "_"):
+                    kind = prefix
+            if count:
+                by_file[file].corrections[kind] += count
+
+
+def ledger_frame(ledger: list[FileLedger]) -> pd.DataFrame:
+    """The ingest ledger in long format: source, file, outcome, reason, rows (counts only)."""
+    records = []
+    for entry in ledger:
+        if entry.rejected:
+            records.append((entry.source, entry.file, "rejected", entry.rejected, 0))
+            continue
+        records.append((entry.source, entry.file, "conformed", "", entry.conformed))
+        records += [
+            (entry.source, entry.file, "quarantined", reason, rows)
+            for reason, rows in sorted(entry.quarantined.items())
+        ]
+        records += [
+            (entry.source, entry.file, "corrected", kind, rows)
+            for kind, rows in sorted(entry.corrections.items())
+        ]
+    return pd.DataFrame.from_records(
+        records, columns=["source", "file", "outcome", "reason", "rows"]
+    )

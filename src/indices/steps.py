@@ -1,0 +1,154 @@
+"""The pipeline's steps as plain functions of the settings, so Dagster assets stay thin and the
+same steps can run without Dagster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from indices.areas import (
+    COUNTS,
+    PARTITIONS,
+    build_area_counts,
+    column_descriptions,
+    published_area_table,
+)
+from indices.duck import connect, sql_str
+from indices.measures.persons import build_persons
+from indices.pseudonym import load_key
+from indices.publish import Release, input_record, publish_release
+from indices.settings import Settings
+from indices.sources.conform import SourceResult, conform_source, read_sidecar
+from indices.sources.extracts import check_raw_folder, newest_extract_date
+from indices.sources.layouts import LAYOUTS
+
+GP_SOURCES = ("gp_patients", "gp_events", "gp_medications")
+REQUIRED_SOURCES = GP_SOURCES
+REFERENCE_FILES = (
+    "geography/lsoa11_lad19.csv",
+    "frailty/efi_snomed_codes.csv",
+    "frailty/efi_deficits.csv",
+    "frailty/index_bands.csv",
+)
+
+
+@dataclass(frozen=True)
+class AreaDataset:
+    name: str
+    level: str
+    sort_by: tuple[str, ...]
+    description: str
+
+
+AREA_DATASETS = (
+    AreaDataset(
+        "frailty_lsoa",
+        "lsoa",
+        ("lsoa11_code",),
+        "Frailty counts and rates per LSOA 2011 (every LSOA of the covered local authorities).",
+    ),
+    AreaDataset(
+        "frailty_lad",
+        "lad",
+        ("lad19_code",),
+        "Frailty counts and rates per lower-tier local authority 2019 (summed over persons).",
+    ),
+    AreaDataset(
+        "frailty_england",
+        "england",
+        (),
+        "Frailty counts and rates for England (all persons, including those of unknown LSOA).",
+    ),
+)
+
+
+def reference_date(settings: Settings) -> date:
+    """The run's reference date: the one set, else the newest gp_patients extract date."""
+    return settings.reference_date or newest_extract_date(settings.raw_dir)
+
+
+def conform(settings: Settings, source: str) -> SourceResult:
+    """Conform the current extracts of one source into the private warehouse."""
+    extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
+    key = load_key(settings.warehouse_dir)
+    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key)
+
+
+def persons(settings: Settings) -> tuple[Path, int]:
+    """The private person-level table as at the reference date."""
+    return build_persons(settings.warehouse_dir, reference_date(settings))
+
+
+def area_counts(settings: Settings) -> tuple[Path, int]:
+    """The private, exact counts per LSOA, LAD and England."""
+    return build_area_counts(settings.warehouse_dir)
+
+
+def partition_problems(area_counts_path: Path) -> list[str]:
+    """Areas whose category counts do not add up to their population (before rounding)."""
+    con = connect()
+    try:
+        problems = []
+        for total, parts in PARTITIONS.items():
+            rows = con.execute(
+                f"SELECT level, area_code, {total}, {' + '.join(parts)} FROM read_parquet("
+                f"{sql_str(area_counts_path)}) WHERE {total} <> {' + '.join(parts)}"
+            ).fetchall()
+            problems += [f"{lvl} {code}: {total}={t} but categories sum to {s}" for lvl, code, t, s in rows]
+        return problems
+    finally:
+        con.close()
+
+
+def missing_lsoas(area_counts_path: Path) -> list[str]:
+    """LSOAs of a covered local authority that have no row in the LSOA counts."""
+    from indices.reference import reference_path
+
+    con = connect()
+    try:
+        lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
+        counts = sql_str(area_counts_path)
+        return [
+            row[0]
+            for row in con.execute(
+                f"SELECT l.lsoa11_code FROM read_csv({lookup}, all_varchar = true) l "
+                f"WHERE l.lad19_code IN (SELECT area_code FROM read_parquet({counts}) "
+                f"WHERE level = 'lad') AND l.lsoa11_code NOT IN (SELECT area_code FROM "
+                f"read_parquet({counts}) WHERE level = 'lsoa') ORDER BY 1"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+
+
+def lineage_inputs(settings: Settings, sources: tuple[str, ...] = GP_SOURCES) -> list[dict]:
+    """Every raw extract (from the conformed sidecars) and reference file that fed a dataset."""
+    from indices.reference import reference_path
+
+    inputs = [i for source in sources for i in read_sidecar(settings.warehouse_dir, source)["inputs"]]
+    inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
+    return inputs
+
+
+def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:
+    """Write, audit and publish one area dataset from the private counts."""
+    counts_path = Path(settings.warehouse_dir) / "measures" / "area_counts.parquet"
+    d = reference_date(settings)
+    con = connect()
+    try:
+        table = published_area_table(counts_path, dataset.level, d, con)
+    finally:
+        con.close()
+    return publish_release(
+        settings.publish_dir,
+        dataset.name,
+        table,
+        description=dataset.description,
+        column_descriptions=column_descriptions(),
+        sort_by=list(dataset.sort_by),
+        reference_date=d,
+        inputs=lineage_inputs(settings),
+        count_columns=[c.name for c in COUNTS],
+        run_id=run_id,
+    )
