@@ -1,0 +1,159 @@
+"""The Dagster definitions, and the whole job end to end on the committed demo extracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from indices.cli import main
+from indices.settings import Settings
+from pipelines.definitions import defs
+from pipelines.run import run_main_job
+from tests.conftest import REPO
+
+DEMO_RAW = REPO / "data" / "raw"
+
+
+def test_definitions_load():
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {
+        "conformed/gp_patients",
+        "conformed/gp_events",
+        "conformed/gp_medications",
+        "measures/persons",
+        "measures/area_counts",
+        "published/frailty_lsoa",
+        "published/frailty_lad",
+        "published/frailty_england",
+    } <= keys
+    assert defs.resolve_job_def("main") is not None
+    assert defs.resolve_schedule_def("nightly").execution_timezone == "Europe/London"
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {"conformed", "measures", "published"}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    settings = Settings.resolve(DEMO_RAW, root / "warehouse", root / "published")
+    result = run_main_job(settings, instance=dg.DagsterInstance.ephemeral())
+    return settings, result
+
+
+def test_the_whole_job_materialises_on_the_demo_extracts(demo_run):
+    settings, result = demo_run
+    assert result.success
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert len(materialised) == 8
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+
+
+def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
+    settings, _ = demo_run
+    catalog = settings.publish_dir / "catalog.duckdb"
+    query = (
+        "SELECT (SELECT pop_65plus FROM frailty_england), (SELECT count(*) FROM frailty_lad), "
+        "(SELECT count(*) FROM releases WHERE is_latest)"
+    )
+    script = (
+        "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+        f"print(con.execute({query!r}).fetchall()[0])"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", script, str(catalog)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    england, lads, latest = eval(output)  # a tuple printed by the child process
+    assert england >= 10 and england % 5 == 0
+    assert lads == 3 and latest == 3
+
+
+def test_published_counts_follow_the_persons(demo_run):
+    settings, _ = demo_run
+    persons = settings.warehouse_dir / "measures" / "persons.parquet"
+    con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
+    exact = con.execute(
+        f"SELECT lad19_code, count(*) FROM read_parquet('{persons}') WHERE age >= 65 "
+        "AND lad19_code IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    published = con.execute("SELECT lad19_code, pop_65plus FROM frailty_lad ORDER BY 1").fetchall()
+    assert [code for code, _ in exact] == [code for code, _ in published]
+    for (_, count), (_, rounded) in zip(exact, published, strict=True):
+        assert rounded == (None if 1 <= count <= 7 else 5 * ((count + 2) // 5))
+    lsoa_columns = {r[0] for r in con.execute("DESCRIBE frailty_lsoa").fetchall()}
+    assert not lsoa_columns & {"person_id", "nhs_number", "age", "date_of_birth"}
+    manifest = json.loads(
+        (settings.publish_dir / "frailty_lsoa" / "v000001" / "manifest.json").read_text()
+    )
+    roles = {i["role"] for i in manifest["inputs"]}
+    assert {"raw/gp_patients", "raw/gp_events", "raw/gp_medications"} <= roles
+    assert manifest["row_count"] == con.execute("SELECT count(*) FROM frailty_lsoa").fetchone()[0]
+
+
+def test_an_unchanged_rerun_publishes_nothing(demo_run):
+    settings, _ = demo_run
+    result = run_main_job(settings, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    versions = sorted(p.name for p in (settings.publish_dir / "frailty_lad").iterdir())
+    assert versions == ["v000001"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda raw: None, "does not exist"),
+        (lambda raw: raw.mkdir(), "has no extract of gp_patients, gp_events, gp_medications"),
+        (
+            lambda raw: (raw / "gp_patients").mkdir(parents=True)
+            or (raw / "gp_patients" / "patients.csv").write_text("x"),
+            "not an extract of gp_patients",
+        ),
+    ],
+)
+def test_a_bad_raw_folder_is_a_one_line_error(tmp_path, capsys, setup, message):
+    raw = tmp_path / "raw"
+    setup(raw)
+    status = main(["run", "--raw-dir", str(raw), "--warehouse-dir", str(tmp_path / "w"),
+                   "--publish-dir", str(tmp_path / "p")])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert message in error and error.count("\n") == 1
+
+
+def test_folders_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("INDICES_RAW_DIR", str(tmp_path / "r"))
+    monkeypatch.setenv("INDICES_PUBLISH_DIR", str(tmp_path / "p"))
+    monkeypatch.delenv("INDICES_WAREHOUSE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.resolve()
+    assert settings.raw_dir == tmp_path / "r"
+    assert settings.publish_dir == tmp_path / "p"
+    assert settings.warehouse_dir == tmp_path / "data" / "warehouse"
+    assert os.path.isabs(settings.raw_dir)
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```sql")[1:]]
+    return [q.strip() for block in blocks for q in block.split(";") if q.strip()]
+
+
+def test_the_readme_queries_answer(demo_run):
+    settings, _ = demo_run
+    queries = readme_queries()
+    assert len(queries) >= 3
+    con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
+    for query in queries:
+        assert con.execute(query).fetchall(), f"no rows from: {query}"
