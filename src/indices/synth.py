@@ -4,13 +4,14 @@
 fingertips) for a synthetic population spread over real 2011 LSOAs in proportion to their mid-2015
 population, with ages from each LSOA's age bands and frailty rising with age and deprivation. Every
 quirk listed in the spec can be injected at a known rate (`faults`), at most one fault per row, and
-each file's fault counts are recorded in `_synth.json`, so a test can predict the disposition of every
-row. With `faults=0` the output is clean: every NHS number valid, every date and code parseable.
+each file's fault counts are recorded in `_synth.json`, so a test can predict the disposition of
+every row. With `faults=0` the output is clean: every NHS number valid, every date and code
+parseable.
 
-Persons are generated in chunks (`CHUNK_PERSONS`) laid out in local-authority order and appended to
-the output files, so memory stays bounded whatever the population size. Same arguments give
-byte-identical files: all randomness comes from numpy Generators seeded from `seed`, gzip streams are
-written with `mtime=0` and no file name, and no timestamps are written.
+Persons are generated in chunks (`CHUNK_PERSONS`) laid out in local-authority order and appended
+to the output files, so memory stays bounded whatever the population size. Same arguments give
+byte-identical files: all randomness comes from numpy Generators seeded from `seed`, gzip streams
+are written with `mtime=0` and no file name, and no timestamps are written.
 
 NHS numbers are valid Modulus 11 numbers in the 9xx range, which is never issued to real patients
 (reserved for synthetic and test data), unique per person and the same across all sources.
@@ -132,7 +133,7 @@ _OLD_AGE_ANCHORS = ((60, 1.0), (65, 0.83), (70, 0.83), (75, 0.73), (80, 0.52), (
                     (90, 0.17), (95, 0.06), (100, 0.013), (105, 0.001))
 _MAX_AGE = 105
 
-# Observables written with a value: code, unit, mean, sd, low, high, decimals, share of noise events.
+# Observables with a value: code, unit, mean, sd, low, high, decimals, share of noise events.
 _VALUE_CODES = (
     ("271649006", "mm[Hg]", 134.0, 17.0, 80, 220, 0, 0.12),  # systolic (diastolic paired)
     ("27113001", "kg", 78.0, 16.0, 2, 220, 1, 0.05),  # body weight
@@ -145,7 +146,7 @@ _VALUE_CODES = (
 _DIASTOLIC = ("271650006", "mm[Hg]", 79.0, 10.0, 40, 130, 0)
 _N_SYNTHETIC_SNOMED = 1500
 
-# Chemical substances (first 9 characters of the BNF code) for repeat and acute prescribing.
+# Chemical substances (first 9 characters of the BNF code), repeat and acute prescribing.
 _REPEAT_SUBSTANCES = (
     ("0212000B0", 3.0), ("0212000Y0", 1.5), ("0205051R0", 2.0), ("0205051L0", 0.8),
     ("0206020A0", 2.5), ("0204000H0", 1.8), ("0202010B0", 0.8), ("0202020L0", 1.2),
@@ -163,7 +164,7 @@ _ACUTE_SUBSTANCES = ("0501013B0", "0501050B0", "0501080W0", "0501130R0", "050101
 # ICD-10 three-character groups outside the HFRS list, for the non-frailty diagnoses.
 _FILLER_ICD10 = ("I10", "E11", "I48", "E78", "I25", "J44", "K57", "Z86", "Z92", "M17", "C34",
                  "Z96", "I50", "N40", "K80", "J45", "Z88", "Z95", "E03", "H26", "K21", "D50",
-                 "C18", "C50", "C61", "I21", "J20", "K35", "O80", "R07", "R10", "Z51", "M54",
+                 "C18", "C50", "C61", "I21", "J20", "K35", "R07", "R10", "Z51", "M54",
                  "Z99", "K29", "N30", "G47", "F41", "I26", "L40")
 _COMMON_HFRS = {"N39": 4, "R29": 3, "W19": 4, "R26": 3, "E87": 3, "R41": 3, "F03": 3, "S72": 2,
                 "J18": 4, "N17": 3, "I69": 2, "Z87": 3, "Z91": 3, "Z74": 2, "Z75": 2, "Z50": 2,
@@ -229,7 +230,7 @@ def _weighted_pick(rng: np.random.Generator, weights: np.ndarray, size: int) -> 
 
 
 def _top_k(rng: np.random.Generator, log_w: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Boolean (n, m) matrix: k[i] of m items per row, without replacement, weighted (Gumbel top-k)."""
+    """Boolean (n, m): k[i] of m items per row, weighted, without replacement (Gumbel top-k)."""
     n, m = len(k), len(log_w)
     keys = log_w[None, :] + rng.gumbel(size=(n, m))
     kk = np.clip(k, 0, m)
@@ -367,7 +368,8 @@ def _build_context(persons: int, extract_date: date, seed: int, lads: list[str] 
     n_prac = np.clip(np.round(lad_pop.to_numpy() / 8500), 3, 120).astype(np.int64)
     letters = np.array(list("ABCDEFGHJKLMNPY"))
     draws = g.choice(len(letters) * 100_000, size=int(n_prac.sum()), replace=False)
-    prac_all = np.char.add(letters[draws // 100_000], np.char.zfill((draws % 100_000).astype(str), 5))
+    digits = np.char.zfill((draws % 100_000).astype(str), 5)
+    prac_all = np.char.add(letters[draws // 100_000], digits)
     prac_w_all = g.lognormal(0.0, 0.5, size=len(prac_all))
     prac_start_all = np.concatenate([[0], np.cumsum(n_prac)[:-1]])
     lad_pos = {c: i for i, c in enumerate(lad_pop.index)}
@@ -574,7 +576,8 @@ def _persons(ctx: _Ctx, g0: int, g1: int) -> dict[str, np.ndarray]:
     prac = np.searchsorted(
         ctx.prac_cum, ctx.lad_prac_lo[lad] + u * (ctx.lad_prac_hi[lad] - ctx.lad_prac_lo[lad]),
         side="right")
-    prac = np.clip(prac, ctx.lad_prac_start[lad], ctx.lad_prac_start[lad] + ctx.lad_prac_size[lad] - 1)
+    first_prac = ctx.lad_prac_start[lad]
+    prac = np.clip(prac, first_prac, first_prac + ctx.lad_prac_size[lad] - 1)
     same = rng.random(n) < 0.7
     prev_lsoa = np.where(
         same, ctx.lad_lsoa_start[lad] + np.floor(rng.random(n) * ctx.lad_lsoa_size[lad]),
@@ -665,7 +668,7 @@ def _gp_events(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
 
     # noise: other coded entries, some with a value
     mu = np.interp(age.astype(np.float64), [0, 4, 5, 15, 16, 39, 40, 59, 60, 74, 75, 105],
-                   [12, 12, 6, 6, 13, 13, 21, 21, 36, 36, 50, 50])
+                   [17, 17, 9, 9, 20, 20, 32, 32, 52, 52, 66, 66])
     lo = np.maximum(dob, d - 10 * 365)
     frac = np.clip((end - lo + 1) / np.maximum(d - lo + 1, 1), 0, 1)
     k = rng.poisson(mu * frac * np.exp(0.2 * np.clip(p["z"], -2, 3)))
@@ -768,7 +771,8 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     lo = np.maximum(p["dob"], d - 5 * 365)
     years = np.maximum(p["end"] - lo, 0) / 365.25
     rate = np.interp(age, [0, 1, 15, 16, 44, 45, 64, 65, 74, 75, 84, 85, 105],
-                     [0.15, 0.06, 0.06, 0.08, 0.08, 0.11, 0.11, 0.13, 0.13, 0.2, 0.2, 0.28, 0.28])
+                     [0.15, 0.06, 0.06, 0.08, 0.08, 0.11, 0.11, 0.16, 0.16, 0.26, 0.26, 0.38,
+                      0.38])
     rate = rate * np.exp(0.3 * np.clip(z - _latent_mean(age, p["imd"]), -2, 3))
     female_fertile = (p["sex"] == 1) & (age >= 16) & (age <= 45)
     spells = rng.poisson(rate * years)
@@ -812,7 +816,8 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     # diagnoses
     lam = 0.8 + 0.05 * np.maximum(age[person] - 40, 0) + 0.5 * zpos[person]
     ndiag = np.minimum(1 + rng.poisson(lam), 20)
-    p_h = np.clip(0.12 + 0.004 * np.maximum(age[person] - 60, 0) + 0.06 * zpos[person], 0.05, 0.6)
+    p_h = np.clip(0.14 + 0.005 * np.maximum(age[person] - 60, 0) + 0.06 * zpos[person], 0.05,
+                  0.65)
     flat_ep = np.repeat(np.arange(ne), ndiag)
     pos = _group_index(ndiag)
     is_h = rng.random(len(flat_ep)) < p_h[flat_ep]
@@ -1238,15 +1243,19 @@ def _num(x: float | None, digits: int = 4) -> str | None:
 def _fingertips(ctx: _Ctx) -> dict[str, list]:
     rng = _rng(ctx.seed, 101)
     look = lsoa_lookup()
+    look = look.assign(rank_x_pop=look["imd_rank"] * look["pop_total_2015"])
     lad = look.groupby("lad19_code", sort=True).agg(
         name=("lad19_name", "first"), pop60=("pop_60plus_2015", "sum"),
-        rank=("imd_rank", lambda r: float(np.average(r, weights=look.loc[r.index, "pop_total_2015"]))))
+        pop=("pop_total_2015", "sum"), rank_x_pop=("rank_x_pop", "sum"))
+    lad["rank"] = lad["rank_x_pop"] / lad["pop"]
     n_lsoa = len(look)
     dep = 1.0 - 2.0 * lad["rank"].to_numpy() / n_lsoa  # -1 least .. +1 most deprived
     pop65 = lad["pop60"].to_numpy() * 0.8
     codes = list(lad.index)
     covered = set(ctx.lad_codes)
-    year = ctx.extract_date.year - 1
+    # latest published periods: the financial year ending in the year before the extract, and the
+    # calendar year before it
+    year = ctx.extract_date.year - 2
     rows: dict[str, list] = {c: [] for c in COLUMNS["fingertips"]}
     z = 1.959964
     z3 = 3.090232
@@ -1270,7 +1279,7 @@ def _fingertips(ctx: _Ctx) -> dict[str, list]:
             if kind == "dsr" or iid == 90638:
                 period, sortable = f"{year - k}/{(year - k + 1) % 100:02d}", f"{year - k}0000"
             else:
-                period, sortable = f"{year - k}", f"{year - k}0000"
+                period, sortable = f"{year + 1 - k}", f"{year + 1 - k}0000"
             trend_t = 1.0 + 0.02 * (2 - k) * (1 if polarity == "low" else -1)
             if kind == "dsr":
                 denom = pop65 * (1.0 + 0.01 * (2 - k))
