@@ -25,6 +25,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check src pipelines tests
+	$(BIN)/ruff format --check src pipelines tests
 	$(BIN)/pytest
 
 lint: install

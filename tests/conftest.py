@@ -95,7 +95,11 @@ class Conformed:
 
     def issue(self, person_id: str, on: str, bnf: str) -> Conformed:
         self.medications.append(
-            {"person_id": person_id.ljust(32, "0"), "issue_date": date.fromisoformat(on), "bnf_code": bnf}
+            {
+                "person_id": person_id.ljust(32, "0"),
+                "issue_date": date.fromisoformat(on),
+                "bnf_code": bnf,
+            }
         )
         return self
 

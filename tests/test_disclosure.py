@@ -7,8 +7,22 @@ import pytest
 
 from indices.disclosure import DISCLOSURE_MACROS, is_publishable, protect
 
-EDGES = {0: 0, 1: None, 2: None, 7: None, 8: 10, 9: 10, 12: 10, 13: 15, 17: 15, 18: 20, 22: 20,
-         23: 25, 1002: 1000, 1003: 1005}
+EDGES = {
+    0: 0,
+    1: None,
+    2: None,
+    7: None,
+    8: 10,
+    9: 10,
+    12: 10,
+    13: 15,
+    17: 15,
+    18: 20,
+    22: 20,
+    23: 25,
+    1002: 1000,
+    1003: 1005,
+}
 
 
 @pytest.fixture()
@@ -21,7 +35,9 @@ def con():
 
 @pytest.mark.parametrize(("count", "published"), sorted(EDGES.items()))
 def test_edges_in_sql(con, count, published):
-    value, suppressed = con.execute("SELECT sdc_count(?), sdc_suppressed(?)", [count, count]).fetchone()
+    value, suppressed = con.execute(
+        "SELECT sdc_count(?), sdc_suppressed(?)", [count, count]
+    ).fetchone()
     assert value == published
     assert suppressed == (1 <= count <= 7)
 

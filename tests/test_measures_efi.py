@@ -30,8 +30,16 @@ def with_deficits(conformed, person: str, codes: list[str], on: str = "2020-01-0
 
 @pytest.mark.parametrize(
     ("count", "category"),
-    [(0, "fit"), (4, "fit"), (5, "mild"), (8, "mild"), (9, "moderate"), (12, "moderate"),
-     (13, "severe"), (20, "severe")],
+    [
+        (0, "fit"),
+        (4, "fit"),
+        (5, "mild"),
+        (8, "mild"),
+        (9, "moderate"),
+        (12, "moderate"),
+        (13, "severe"),
+        (20, "severe"),
+    ],
 )
 def test_category_boundaries(conformed, deficit_codes, count, category):
     codes = [deficit_codes[d] for d in sorted(deficit_codes)[:count]]

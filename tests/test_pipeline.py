@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -116,8 +115,10 @@ def test_an_unchanged_rerun_publishes_nothing(demo_run):
         (lambda raw: None, "does not exist"),
         (lambda raw: raw.mkdir(), "has no extract of gp_patients, gp_events, gp_medications"),
         (
-            lambda raw: (raw / "gp_patients").mkdir(parents=True)
-            or (raw / "gp_patients" / "patients.csv").write_text("x"),
+            lambda raw: (
+                (raw / "gp_patients").mkdir(parents=True)
+                or (raw / "gp_patients" / "patients.csv").write_text("x")
+            ),
             "not an extract of gp_patients",
         ),
     ],
@@ -125,8 +126,17 @@ def test_an_unchanged_rerun_publishes_nothing(demo_run):
 def test_a_bad_raw_folder_is_a_one_line_error(tmp_path, capsys, setup, message):
     raw = tmp_path / "raw"
     setup(raw)
-    status = main(["run", "--raw-dir", str(raw), "--warehouse-dir", str(tmp_path / "w"),
-                   "--publish-dir", str(tmp_path / "p")])
+    status = main(
+        [
+            "run",
+            "--raw-dir",
+            str(raw),
+            "--warehouse-dir",
+            str(tmp_path / "w"),
+            "--publish-dir",
+            str(tmp_path / "p"),
+        ]
+    )
     error = capsys.readouterr().err
     assert status == 2
     assert message in error and error.count("\n") == 1

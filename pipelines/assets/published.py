@@ -19,7 +19,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         description=dataset.description,
     )
     def _published(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        release = steps.publish_area(settings.resolve(), dataset, run_id=context.run_id)
+        release = steps.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
         if not release.published:
             context.log.info(f"{dataset.name} {release.version} is up to date; nothing published")
         manifest = release.manifest

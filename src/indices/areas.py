@@ -45,7 +45,9 @@ COUNTS = (
         "persons 65+ with 9-12 eFI deficits (moderate frailty)",
     ),
     Count(
-        "efi_severe", "efi_category = 'severe'", "persons 65+ with 13+ eFI deficits (severe frailty)"
+        "efi_severe",
+        "efi_category = 'severe'",
+        "persons 65+ with 13+ eFI deficits (severe frailty)",
     ),
 )
 RATES = (
@@ -74,7 +76,7 @@ def area_counts_sql(persons: Path) -> str:
     SELECT 'lsoa' AS level, l.lsoa11_code AS area_code, l.lad19_code, {zero_filled}
     FROM lookup l JOIN covered USING (lad19_code) LEFT JOIN by_lsoa c USING (lsoa11_code)
     UNION ALL
-    SELECT 'lad', c.lad19_code, c.lad19_code, {', '.join(f'c.{c.name}' for c in COUNTS)}
+    SELECT 'lad', c.lad19_code, c.lad19_code, {", ".join(f"c.{c.name}" for c in COUNTS)}
     FROM by_lad c
     UNION ALL
     SELECT 'england', 'E92000001', NULL, {sums} FROM persons
@@ -135,7 +137,9 @@ def column_descriptions() -> dict[str, str]:
         "reference_date": "the date the counts are as at",
     }
     for c in COUNTS:
-        described[c.name] = c.description + "; disclosure controlled (null if 1-7, else rounded to 5)"
+        described[c.name] = (
+            c.description + "; disclosure controlled (null if 1-7, else rounded to 5)"
+        )
         described[c.name + "_suppressed"] = f"true when {c.name} was 1-7 and is published as null"
     for r in RATES:
         described[r.name] = r.description + "; null when a count is suppressed or the base is 0"

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--date", type=_date, required=True, help="extract date YYYY-MM-DD")
     synth.add_argument("--seed", type=int, default=1)
     synth.add_argument("--format", choices=("csv", "csv.gz", "parquet"), default="csv")
-    synth.add_argument("--faults", type=float, default=0.0, help="rate of each quirk, 0 to 1")
+    synth.add_argument(
+        "--faults", type=float, default=0.0, help="rate of each quirk per row, 0 to 1/14"
+    )
     synth.add_argument("--out", required=True, help="raw folder to write")
 
     releases = commands.add_parser("releases", help="list published releases")
@@ -96,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     catalog = settings.publish_dir / "catalog.duckdb"
     print(f"catalog: {catalog}\nquery it from anywhere, for example:")
     print(
-        f"  duckdb -readonly {catalog} -c \"SELECT lad19_code, pop_65plus, efi_moderate, "
+        f'  duckdb -readonly {catalog} -c "SELECT lad19_code, pop_65plus, efi_moderate, '
         f'efi_severe, efi_moderate_severe_rate FROM frailty_lad ORDER BY lad19_code"'
     )
     return 0

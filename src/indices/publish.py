@@ -135,7 +135,9 @@ def audit_table(table: pa.Table, count_columns: list[str]) -> list[str]:
     for column in count_columns:
         bad = [v for v in table.column(column).to_pylist() if not is_publishable(v)]
         if bad:
-            problems.append(f"{column}: {len(bad)} value(s) not disclosure controlled, e.g. {bad[0]}")
+            problems.append(
+                f"{column}: {len(bad)} value(s) not disclosure controlled, e.g. {bad[0]}"
+            )
     return problems
 
 

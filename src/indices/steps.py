@@ -95,7 +95,9 @@ def partition_problems(area_counts_path: Path) -> list[str]:
                 f"SELECT level, area_code, {total}, {' + '.join(parts)} FROM read_parquet("
                 f"{sql_str(area_counts_path)}) WHERE {total} <> {' + '.join(parts)}"
             ).fetchall()
-            problems += [f"{lvl} {code}: {total}={t} but categories sum to {s}" for lvl, code, t, s in rows]
+            problems += [
+                f"{lvl} {code}: {total}={t} but categories sum to {s}" for lvl, code, t, s in rows
+            ]
         return problems
     finally:
         con.close()
@@ -126,7 +128,9 @@ def lineage_inputs(settings: Settings, sources: tuple[str, ...] = GP_SOURCES) ->
     """Every raw extract (from the conformed sidecars) and reference file that fed a dataset."""
     from indices.reference import reference_path
 
-    inputs = [i for source in sources for i in read_sidecar(settings.warehouse_dir, source)["inputs"]]
+    inputs = [
+        i for source in sources for i in read_sidecar(settings.warehouse_dir, source)["inputs"]
+    ]
     inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
     return inputs
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,24 +46,57 @@ GENERATOR_VERSION = "1"
 
 COLUMNS: dict[str, list[str]] = {
     "gp_patients": [
-        "nhs_number", "date_of_birth", "sex", "lsoa11_code", "practice_code",
-        "registration_start", "registration_end", "date_of_death",
+        "nhs_number",
+        "date_of_birth",
+        "sex",
+        "lsoa11_code",
+        "practice_code",
+        "registration_start",
+        "registration_end",
+        "date_of_death",
     ],
     "gp_events": ["nhs_number", "event_date", "snomed_code", "value", "unit"],
     "gp_medications": ["nhs_number", "issue_date", "bnf_code"],
     "hes_apc": ["nhs_number", "epikey", "admidate", "epistart", "epiend", "disdate", "admimeth"]
     + [f"diag_4_{i:02d}" for i in range(1, 21)],
     "asc_cld": [
-        "LA_Code", "NHS_Number", "Client_ID", "Gender", "Event_Type", "Event_Start_Date",
-        "Event_End_Date", "Service_Type", "Primary_Support_Reason",
+        "LA_Code",
+        "NHS_Number",
+        "Client_ID",
+        "Gender",
+        "Event_Type",
+        "Event_Start_Date",
+        "Event_End_Date",
+        "Service_Type",
+        "Primary_Support_Reason",
     ],
     "fingertips": [
-        "Indicator ID", "Indicator Name", "Parent Code", "Parent Name", "Area Code", "Area Name",
-        "Area Type", "Sex", "Age", "Category Type", "Category", "Time period", "Value",
-        "Lower CI 95.0 limit", "Upper CI 95.0 limit", "Lower CI 99.8 limit",
-        "Upper CI 99.8 limit", "Count", "Denominator", "Value note", "Recent Trend",
-        "Compared to England value or percentiles", "Compared to percentiles",
-        "Time period Sortable", "New data", "Compared to goal",
+        "Indicator ID",
+        "Indicator Name",
+        "Parent Code",
+        "Parent Name",
+        "Area Code",
+        "Area Name",
+        "Area Type",
+        "Sex",
+        "Age",
+        "Category Type",
+        "Category",
+        "Time period",
+        "Value",
+        "Lower CI 95.0 limit",
+        "Upper CI 95.0 limit",
+        "Lower CI 99.8 limit",
+        "Upper CI 99.8 limit",
+        "Count",
+        "Denominator",
+        "Value note",
+        "Recent Trend",
+        "Compared to England value or percentiles",
+        "Compared to percentiles",
+        "Time period Sortable",
+        "New data",
+        "Compared to goal",
     ],
 }
 
@@ -68,17 +104,39 @@ _NHS = ("nhs_spaces", "nhs_bad_check", "nhs_blank", "nhs_short")
 _DATES = ("iso_as_uk_date", "unparseable_date", "future_date", "pre_1900_date")
 #: Row-level fault kinds per person-level source, in the order their rate bands are laid out.
 FAULT_KINDS: dict[str, tuple[str, ...]] = {
-    "gp_patients": _NHS + ("duplicate_row", "malformed_row", "iso_as_uk_date", "unparseable_date",
-                           "pre_1900_date", "conflicting_identity", "blank_lsoa", "unknown_lsoa",
-                           "bad_sex_code"),
-    "gp_events": _NHS + ("duplicate_row", "unknown_person", "malformed_row") + _DATES
+    "gp_patients": _NHS
+    + (
+        "duplicate_row",
+        "malformed_row",
+        "iso_as_uk_date",
+        "unparseable_date",
+        "pre_1900_date",
+        "conflicting_identity",
+        "blank_lsoa",
+        "unknown_lsoa",
+        "bad_sex_code",
+    ),
+    "gp_events": _NHS
+    + ("duplicate_row", "unknown_person", "malformed_row")
+    + _DATES
     + ("bad_snomed",),
     "gp_medications": _NHS + ("duplicate_row", "unknown_person", "malformed_row") + _DATES,
-    "hes_apc": _NHS + ("duplicate_row", "unknown_person", "malformed_row") + _DATES
+    "hes_apc": _NHS
+    + ("duplicate_row", "unknown_person", "malformed_row")
+    + _DATES
     + ("conflicting_epikey", "hes_sentinel", "bad_icd10"),
-    "asc_cld": ("nhs_spaces", "nhs_bad_check", "asc_blank_nhs", "nhs_short", "duplicate_row",
-                "unknown_person", "malformed_row", "unparseable_date", "future_date",
-                "pre_1900_date"),
+    "asc_cld": (
+        "nhs_spaces",
+        "nhs_bad_check",
+        "asc_blank_nhs",
+        "nhs_short",
+        "duplicate_row",
+        "unknown_person",
+        "malformed_row",
+        "unparseable_date",
+        "future_date",
+        "pre_1900_date",
+    ),
     "fingertips": (),
 }
 #: File-level fault kinds (CSV formats only, and only when faults > 0).
@@ -91,13 +149,25 @@ _INSERTING = ("duplicate_row", "conflicting_identity", "conflicting_epikey")
 _MAX_KINDS = max(len(k) for k in FAULT_KINDS.values())
 
 _DATE_COLS = {
-    "date_of_birth", "registration_start", "registration_end", "date_of_death", "event_date",
-    "issue_date", "admidate", "epistart", "epiend", "disdate", "Event_Start_Date",
+    "date_of_birth",
+    "registration_start",
+    "registration_end",
+    "date_of_death",
+    "event_date",
+    "issue_date",
+    "admidate",
+    "epistart",
+    "epiend",
+    "disdate",
+    "Event_Start_Date",
     "Event_End_Date",
 }
 _FAULT_DATE_COL = {
-    "gp_patients": "date_of_birth", "gp_events": "event_date", "gp_medications": "issue_date",
-    "hes_apc": "epistart", "asc_cld": "Event_Start_Date",
+    "gp_patients": "date_of_birth",
+    "gp_events": "event_date",
+    "gp_medications": "issue_date",
+    "hes_apc": "epistart",
+    "asc_cld": "Event_Start_Date",
 }
 _EPOCH = date(1970, 1, 1)
 _BLANK = np.int32(np.iinfo(np.int32).min)  # a blank typed date
@@ -109,28 +179,82 @@ _D1900 = (date(1900, 1, 1) - _EPOCH).days
 
 # Relative prevalence of the 36 eFI deficits (published order) among older people.
 _DEFICIT_WEIGHT = {
-    "activity-limitation": 0.6, "anaemia": 1.0, "arthritis": 2.2, "atrial-fibrillation": 0.8,
-    "stroke-tia": 0.6, "ckd": 1.0, "diabetes": 1.0, "dizziness": 0.9, "dyspnoea": 0.9,
-    "falls": 0.8, "foot-problems": 0.7, "fragility-fracture": 0.5, "hearing-loss": 1.0,
-    "heart-failure": 0.4, "heart-valve-disease": 0.3, "housebound": 0.3, "hypertension": 2.5,
-    "hypotension": 0.5, "chd": 0.8, "cognitive-problems": 0.5, "mobility-problems": 0.6,
-    "osteoporosis": 0.6, "parkinsons": 0.25, "peptic-ulcer": 0.5, "pvd": 0.3,
-    "polypharmacy": 2.5, "care-requirement": 0.3, "respiratory-disease": 1.3, "skin-ulcer": 0.4,
-    "sleep-disturbance": 0.8, "social-vulnerability": 0.4, "thyroid-disorders": 0.7,
-    "urinary-incontinence": 0.7, "urinary-system-disease": 1.0, "vision-problems": 1.2,
+    "activity-limitation": 0.6,
+    "anaemia": 1.0,
+    "arthritis": 2.2,
+    "atrial-fibrillation": 0.8,
+    "stroke-tia": 0.6,
+    "ckd": 1.0,
+    "diabetes": 1.0,
+    "dizziness": 0.9,
+    "dyspnoea": 0.9,
+    "falls": 0.8,
+    "foot-problems": 0.7,
+    "fragility-fracture": 0.5,
+    "hearing-loss": 1.0,
+    "heart-failure": 0.4,
+    "heart-valve-disease": 0.3,
+    "housebound": 0.3,
+    "hypertension": 2.5,
+    "hypotension": 0.5,
+    "chd": 0.8,
+    "cognitive-problems": 0.5,
+    "mobility-problems": 0.6,
+    "osteoporosis": 0.6,
+    "parkinsons": 0.25,
+    "peptic-ulcer": 0.5,
+    "pvd": 0.3,
+    "polypharmacy": 2.5,
+    "care-requirement": 0.3,
+    "respiratory-disease": 1.3,
+    "skin-ulcer": 0.4,
+    "sleep-disturbance": 0.8,
+    "social-vulnerability": 0.4,
+    "thyroid-disorders": 0.7,
+    "urinary-incontinence": 0.7,
+    "urinary-system-disease": 1.0,
+    "vision-problems": 1.2,
     "weight-loss": 0.3,
 }
 # Target distribution of the deficit count among people aged 65+ alive at the extract date:
 # fit 50%, mild 35%, moderate 12%, severe 3%.
-_COUNT_PMF = np.array([
-    0.070, 0.090, 0.110, 0.115, 0.115,  # 0-4 fit
-    0.100, 0.093, 0.083, 0.074,  # 5-8 mild
-    0.042, 0.034, 0.026, 0.018,  # 9-12 moderate
-    0.010, 0.007, 0.005, 0.0035, 0.002, 0.0015, 0.001,  # 13-19 severe
-])
+_COUNT_PMF = np.array(
+    [
+        0.070,
+        0.090,
+        0.110,
+        0.115,
+        0.115,  # 0-4 fit
+        0.100,
+        0.093,
+        0.083,
+        0.074,  # 5-8 mild
+        0.042,
+        0.034,
+        0.026,
+        0.018,  # 9-12 moderate
+        0.010,
+        0.007,
+        0.005,
+        0.0035,
+        0.002,
+        0.0015,
+        0.001,  # 13-19 severe
+    ]
+)
 # Single-year population of England aged 60..105 relative to age 60 (shape of ONS mid-year figures).
-_OLD_AGE_ANCHORS = ((60, 1.0), (65, 0.83), (70, 0.83), (75, 0.73), (80, 0.52), (85, 0.34),
-                    (90, 0.17), (95, 0.06), (100, 0.013), (105, 0.001))
+_OLD_AGE_ANCHORS = (
+    (60, 1.0),
+    (65, 0.83),
+    (70, 0.83),
+    (75, 0.73),
+    (80, 0.52),
+    (85, 0.34),
+    (90, 0.17),
+    (95, 0.06),
+    (100, 0.013),
+    (105, 0.001),
+)
 _MAX_AGE = 105
 
 # Observables with a value: code, unit, mean, sd, low, high, decimals, share of noise events.
@@ -148,45 +272,168 @@ _N_SYNTHETIC_SNOMED = 1500
 
 # Chemical substances (first 9 characters of the BNF code), repeat and acute prescribing.
 _REPEAT_SUBSTANCES = (
-    ("0212000B0", 3.0), ("0212000Y0", 1.5), ("0205051R0", 2.0), ("0205051L0", 0.8),
-    ("0206020A0", 2.5), ("0204000H0", 1.8), ("0202010B0", 0.8), ("0202020L0", 1.2),
-    ("0601022B0", 1.5), ("0601021M0", 0.6), ("0103050P0", 2.5), ("0103050L0", 1.5),
-    ("0209000A0", 1.5), ("0209000C0", 0.8), ("0208020Z0", 0.9), ("0208020Y0", 0.5),
-    ("0407010H0", 1.5), ("0403030Q0", 1.0), ("0403030E0", 0.6), ("0602010V0", 1.4),
-    ("0301011R0", 1.2), ("0302000N0", 0.6), ("0603020T0", 0.4), ("0704010U0", 0.8),
-    ("0411000D0", 0.3), ("0205052N0", 0.7), ("0204000R0", 0.4), ("0106040M0", 0.6),
-    ("0106020M0", 0.5), ("0906040G0", 0.9), ("0408010AE", 0.3), ("0402010AB", 0.2),
-    ("1001010J0", 0.4), ("0407020Q0", 0.2), ("0304010I0", 0.3), ("0601060D0", 0.2),
+    ("0212000B0", 3.0),
+    ("0212000Y0", 1.5),
+    ("0205051R0", 2.0),
+    ("0205051L0", 0.8),
+    ("0206020A0", 2.5),
+    ("0204000H0", 1.8),
+    ("0202010B0", 0.8),
+    ("0202020L0", 1.2),
+    ("0601022B0", 1.5),
+    ("0601021M0", 0.6),
+    ("0103050P0", 2.5),
+    ("0103050L0", 1.5),
+    ("0209000A0", 1.5),
+    ("0209000C0", 0.8),
+    ("0208020Z0", 0.9),
+    ("0208020Y0", 0.5),
+    ("0407010H0", 1.5),
+    ("0403030Q0", 1.0),
+    ("0403030E0", 0.6),
+    ("0602010V0", 1.4),
+    ("0301011R0", 1.2),
+    ("0302000N0", 0.6),
+    ("0603020T0", 0.4),
+    ("0704010U0", 0.8),
+    ("0411000D0", 0.3),
+    ("0205052N0", 0.7),
+    ("0204000R0", 0.4),
+    ("0106040M0", 0.6),
+    ("0106020M0", 0.5),
+    ("0906040G0", 0.9),
+    ("0408010AE", 0.3),
+    ("0402010AB", 0.2),
+    ("1001010J0", 0.4),
+    ("0407020Q0", 0.2),
+    ("0304010I0", 0.3),
+    ("0601060D0", 0.2),
 )
-_ACUTE_SUBSTANCES = ("0501013B0", "0501050B0", "0501080W0", "0501130R0", "0501012G0",
-                     "0501030T0", "1001010J0", "0603020T0")
+_ACUTE_SUBSTANCES = (
+    "0501013B0",
+    "0501050B0",
+    "0501080W0",
+    "0501130R0",
+    "0501012G0",
+    "0501030T0",
+    "1001010J0",
+    "0603020T0",
+)
 
 # ICD-10 three-character groups outside the HFRS list, for the non-frailty diagnoses.
-_FILLER_ICD10 = ("I10", "E11", "I48", "E78", "I25", "J44", "K57", "Z86", "Z92", "M17", "C34",
-                 "Z96", "I50", "N40", "K80", "J45", "Z88", "Z95", "E03", "H26", "K21", "D50",
-                 "C18", "C50", "C61", "I21", "J20", "K35", "R07", "R10", "Z51", "M54",
-                 "Z99", "K29", "N30", "G47", "F41", "I26", "L40")
-_COMMON_HFRS = {"N39": 4, "R29": 3, "W19": 4, "R26": 3, "E87": 3, "R41": 3, "F03": 3, "S72": 2,
-                "J18": 4, "N17": 3, "I69": 2, "Z87": 3, "Z91": 3, "Z74": 2, "Z75": 2, "Z50": 2,
-                "R54": 3, "K59": 2, "M79": 2, "R55": 3, "E86": 3, "L03": 2, "F05": 2, "Z22": 2}
-_ADMIMETH = ("11", "12", "13", "21", "22", "23", "24", "25", "28", "2A", "2B", "2D", "31", "32",
-             "81", "82", "83")
+_FILLER_ICD10 = (
+    "I10",
+    "E11",
+    "I48",
+    "E78",
+    "I25",
+    "J44",
+    "K57",
+    "Z86",
+    "Z92",
+    "M17",
+    "C34",
+    "Z96",
+    "I50",
+    "N40",
+    "K80",
+    "J45",
+    "Z88",
+    "Z95",
+    "E03",
+    "H26",
+    "K21",
+    "D50",
+    "C18",
+    "C50",
+    "C61",
+    "I21",
+    "J20",
+    "K35",
+    "R07",
+    "R10",
+    "Z51",
+    "M54",
+    "Z99",
+    "K29",
+    "N30",
+    "G47",
+    "F41",
+    "I26",
+    "L40",
+)
+_COMMON_HFRS = {
+    "N39": 4,
+    "R29": 3,
+    "W19": 4,
+    "R26": 3,
+    "E87": 3,
+    "R41": 3,
+    "F03": 3,
+    "S72": 2,
+    "J18": 4,
+    "N17": 3,
+    "I69": 2,
+    "Z87": 3,
+    "Z91": 3,
+    "Z74": 2,
+    "Z75": 2,
+    "Z50": 2,
+    "R54": 3,
+    "K59": 2,
+    "M79": 2,
+    "R55": 3,
+    "E86": 3,
+    "L03": 2,
+    "F05": 2,
+    "Z22": 2,
+}
+_ADMIMETH = (
+    "11",
+    "12",
+    "13",
+    "21",
+    "22",
+    "23",
+    "24",
+    "25",
+    "28",
+    "2A",
+    "2B",
+    "2D",
+    "31",
+    "32",
+    "81",
+    "82",
+    "83",
+)
 _ADMIMETH_P_ELECTIVE = np.array([0.75, 0.15, 0.10])
 _ADMIMETH_P_EMERGENCY = np.array([0.62, 0.12, 0.05, 0.02, 0.03, 0.06, 0.05, 0.03, 0.02])
 _ADMIMETH_P_OTHER = np.array([0.8, 0.15, 0.05])
 
 _ASC_EVENT_TYPES = ("Request", "Assessment", "Service", "Review")
-_ASC_SERVICES = ("Long Term Support: Nursing Care", "Long Term Support: Residential Care",
-                 "Long Term Support: Community", "Short Term Support: ST-Max", "Carer Support")
-_ASC_REASONS = ("Physical Support: Personal Care Support", "Support with Memory and Cognition",
-                "Mental Health Support", "Learning Disability Support", "Social Support",
-                "Physical Support: Access and Mobility Only",
-                "Social Support – Support for Social Isolation/Other")
+_ASC_SERVICES = (
+    "Long Term Support: Nursing Care",
+    "Long Term Support: Residential Care",
+    "Long Term Support: Community",
+    "Short Term Support: ST-Max",
+    "Carer Support",
+)
+_ASC_REASONS = (
+    "Physical Support: Personal Care Support",
+    "Support with Memory and Cognition",
+    "Mental Health Support",
+    "Learning Disability Support",
+    "Social Support",
+    "Physical Support: Access and Mobility Only",
+    "Social Support – Support for Social Isolation/Other",
+)
 _ASC_GENDER = ("Male", "Female", "Other", "Unknown")
 _SEX_CODES = ("1", "2", "9", "X")
 
 
 # --- small helpers ------------------------------------------------------------------------------
+
 
 def _days(d: date) -> int:
     return (d - _EPOCH).days
@@ -246,15 +493,28 @@ def _group_index(counts: np.ndarray) -> np.ndarray:
 
 
 def _verhoeff(number: str) -> str:
-    d = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
-         (2, 3, 4, 0, 1, 7, 8, 9, 5, 6), (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
-         (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
-         (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
-         (8, 7, 6, 5, 9, 3, 2, 1, 0, 4), (9, 8, 7, 6, 5, 4, 3, 2, 1, 0))
-    p = ((0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
-         (5, 8, 0, 3, 7, 9, 6, 1, 4, 2), (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
-         (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
-         (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8))
+    d = (
+        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+        (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
+        (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+        (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
+        (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
+        (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+        (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
+        (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
+        (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+        (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+    )
+    p = (
+        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
+        (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
+        (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+        (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
+        (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
+        (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+        (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
+        (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+    )
     inv = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
     c = 0
     for i, ch in enumerate(reversed(number)):
@@ -274,6 +534,7 @@ def _nhs_check(stem9: np.ndarray) -> np.ndarray:
 
 
 # --- context ------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Ctx:
@@ -318,7 +579,6 @@ class _Ctx:
     noise_w: np.ndarray
     noise_unit: pa.Array
     noise_spec: np.ndarray
-    noise_value_idx: np.ndarray
     frailty_codes: pa.Array
     bnf_pool: pa.Array
     repeat_log_w: np.ndarray
@@ -347,8 +607,9 @@ def _old_age_weights() -> np.ndarray:
     return np.interp(ages, xs, ys)
 
 
-def _build_context(persons: int, extract_date: date, seed: int, lads: list[str] | None,
-                   fmt: str, faults: float) -> _Ctx:
+def _build_context(
+    persons: int, extract_date: date, seed: int, lads: list[str] | None, fmt: str, faults: float
+) -> _Ctx:
     g = _rng(seed, 100)
     look = lsoa_lookup().sort_values(["lad19_code", "lsoa11_code"]).reset_index(drop=True)
     all_lads = look.drop_duplicates("lad19_code")[["lad19_code", "lad19_name"]]
@@ -452,14 +713,15 @@ def _build_context(persons: int, extract_date: date, seed: int, lads: list[str] 
 
     # Noise SNOMED vocabulary: observables with values, then synthetic concept ids (6-18 digits,
     # Verhoeff check digit, core or UK-extension style) that are in no eFI list.
-    frailty_codes = pd.read_csv(reference_path("frailty/pcd_frailty_diagnosis_codes.csv"),
-                                dtype=str)["snomed_code"].tolist()
+    frailty_codes = pd.read_csv(
+        reference_path("frailty/pcd_frailty_diagnosis_codes.csv"), dtype=str
+    )["snomed_code"].tolist()
     taken = set(codes["snomed_code"]) | set(frailty_codes)
     taken |= {c[0] for c in _VALUE_CODES} | {_DIASTOLIC[0]}
     synthetic: list[str] = []
     while len(synthetic) < _N_SYNTHETIC_SNOMED:
         if g.random() < 0.7:
-            item = str(int(g.integers(10 ** int(g.integers(3, 8)), 10 ** 8)))
+            item = str(int(g.integers(10 ** int(g.integers(3, 8)), 10**8)))
             cid = item + "00"
         else:
             item = str(int(g.integers(1, 10 ** int(g.integers(1, 9)))))
@@ -472,8 +734,9 @@ def _build_context(persons: int, extract_date: date, seed: int, lads: list[str] 
     noise_codes = value_codes + synthetic + [_DIASTOLIC[0]]
     syn_w = 1.0 / (np.arange(len(synthetic)) + 15.0)
     value_share = sum(c[7] for c in _VALUE_CODES)
-    noise_w = np.concatenate([
-        [c[7] for c in _VALUE_CODES], syn_w / syn_w.sum() * (1.0 - value_share), [0.0]])
+    noise_w = np.concatenate(
+        [[c[7] for c in _VALUE_CODES], syn_w / syn_w.sum() * (1.0 - value_share), [0.0]]
+    )
     spec = [c[2:7] for c in _VALUE_CODES] + [(0, 0, 0, 0, -1)] * len(synthetic) + [_DIASTOLIC[2:]]
     noise_spec = np.array(spec, np.float64)
     units = [c[1] for c in _VALUE_CODES] + [None] * len(synthetic) + [_DIASTOLIC[1]]
@@ -489,26 +752,55 @@ def _build_context(persons: int, extract_date: date, seed: int, lads: list[str] 
         kinds[src] = tuple(k for k in ks if fmt != "parquet" or k != "malformed_row")
 
     return _Ctx(
-        persons=persons, extract_date=extract_date, d=d, d_1y=_days(_years_before(extract_date, 1)),
-        seed=seed, fmt=fmt, faults=faults, lad_codes=covered,
+        persons=persons,
+        extract_date=extract_date,
+        d=d,
+        d_1y=_days(_years_before(extract_date, 1)),
+        seed=seed,
+        fmt=fmt,
+        faults=faults,
+        lad_codes=covered,
         lad_names=[str(all_lads.set_index("lad19_code").loc[c, "lad19_name"]) for c in covered],
-        lsoa_codes=pa.array(cov["lsoa11_code"].to_numpy(str)), lsoa_lad=lsoa_lad,
-        lsoa_imd=imd, lsoa_band_cum=band_cum, lad_lsoa_start=lad_lsoa_start,
-        lad_lsoa_size=lad_lsoa_size, person_lsoa=person_lsoa, old_cum=old_cum, dob_lo=dob_lo,
-        dob_hi=dob_hi, thresholds=thresholds, prac_codes=pa.array(np.concatenate(prac_codes)),
-        prac_cum=prac_cum, lad_prac_lo=lad_prac_lo, lad_prac_hi=lad_prac_hi,
-        lad_prac_start=lad_prac_start, lad_prac_size=lad_prac_size,
-        nhs_a=nhs_a, nhs_b=nhs_b, client_a=client_a, client_b=client_b,
-        unknown_nhs=np.empty(0, np.int64), deficit_log_w=log_w, poly_idx=poly_idx,
+        lsoa_codes=pa.array(cov["lsoa11_code"].to_numpy(str)),
+        lsoa_lad=lsoa_lad,
+        lsoa_imd=imd,
+        lsoa_band_cum=band_cum,
+        lad_lsoa_start=lad_lsoa_start,
+        lad_lsoa_size=lad_lsoa_size,
+        person_lsoa=person_lsoa,
+        old_cum=old_cum,
+        dob_lo=dob_lo,
+        dob_hi=dob_hi,
+        thresholds=thresholds,
+        prac_codes=pa.array(np.concatenate(prac_codes)),
+        prac_cum=prac_cum,
+        lad_prac_lo=lad_prac_lo,
+        lad_prac_hi=lad_prac_hi,
+        lad_prac_start=lad_prac_start,
+        lad_prac_size=lad_prac_size,
+        nhs_a=nhs_a,
+        nhs_b=nhs_b,
+        client_a=client_a,
+        client_b=client_b,
+        unknown_nhs=np.empty(0, np.int64),
+        deficit_log_w=log_w,
+        poly_idx=poly_idx,
         cog_idx=deficit_ids.index("cognitive-problems"),
         efi_pool=pa.array([c for lst in efi_lists for c in lst], pa.string()),
-        efi_start=efi_start, efi_size=efi_size, noise_pool=pa.array(noise_codes),
-        noise_w=noise_w, noise_unit=pa.array(units, pa.string()), noise_spec=noise_spec,
-        noise_value_idx=np.arange(len(_VALUE_CODES)),
-        frailty_codes=pa.array(frailty_codes), bnf_pool=pa.array(bnf),
+        efi_start=efi_start,
+        efi_size=efi_size,
+        noise_pool=pa.array(noise_codes),
+        noise_w=noise_w,
+        noise_unit=pa.array(units, pa.string()),
+        noise_spec=noise_spec,
+        frailty_codes=pa.array(frailty_codes),
+        bnf_pool=pa.array(bnf),
         repeat_log_w=np.log(np.array([w for _, w in _REPEAT_SUBSTANCES])),
-        n_repeat=len(_REPEAT_SUBSTANCES), hfrs_codes=pa.array(hfrs_list), hfrs_w=hfrs_w,
-        filler_codes=pa.array(list(_FILLER_ICD10)), kinds=kinds,
+        n_repeat=len(_REPEAT_SUBSTANCES),
+        hfrs_codes=pa.array(hfrs_list),
+        hfrs_w=hfrs_w,
+        filler_codes=pa.array(list(_FILLER_ICD10)),
+        kinds=kinds,
     )
 
 
@@ -524,6 +816,7 @@ def _nhs_numbers(ctx: _Ctx, g: np.ndarray) -> np.ndarray:
 
 
 # --- persons ------------------------------------------------------------------------------------
+
 
 def _persons(ctx: _Ctx, g0: int, g1: int) -> dict[str, np.ndarray]:
     rng = _rng(ctx.seed, 1, g0)
@@ -558,8 +851,9 @@ def _persons(ctx: _Ctx, g0: int, g1: int) -> dict[str, np.ndarray]:
     n_def = np.where(
         age >= 65,
         np.searchsorted(ctx.thresholds, z, side="right"),
-        np.minimum(rng.poisson(np.interp(agef, [0, 16, 40, 55, 64], [0.05, 0.3, 0.8, 1.8, 2.6])),
-                   36),
+        np.minimum(
+            rng.poisson(np.interp(agef, [0, 16, 40, 55, 64], [0.05, 0.3, 0.8, 1.8, 2.6])), 36
+        ),
     )
     deficits = _top_k(rng, ctx.deficit_log_w, n_def)
 
@@ -569,36 +863,63 @@ def _persons(ctx: _Ctx, g0: int, g1: int) -> dict[str, np.ndarray]:
     mover = (rng.random(n) < 0.05) & (start - dob > 400)
     prev_start = np.maximum(dob, start - rng.integers(180, 20 * 365, n))
     prev_start = np.minimum(prev_start, start - 30)
-    reg_end = np.where(dead, np.minimum(death + rng.integers(0, 29, n), ctx.d),
-                       np.where(left, left_date, _BLANK))
+    reg_end = np.where(
+        dead, np.minimum(death + rng.integers(0, 29, n), ctx.d), np.where(left, left_date, _BLANK)
+    )
 
     u = rng.random(n)
     prac = np.searchsorted(
-        ctx.prac_cum, ctx.lad_prac_lo[lad] + u * (ctx.lad_prac_hi[lad] - ctx.lad_prac_lo[lad]),
-        side="right")
+        ctx.prac_cum,
+        ctx.lad_prac_lo[lad] + u * (ctx.lad_prac_hi[lad] - ctx.lad_prac_lo[lad]),
+        side="right",
+    )
     first_prac = ctx.lad_prac_start[lad]
     prac = np.clip(prac, first_prac, first_prac + ctx.lad_prac_size[lad] - 1)
     same = rng.random(n) < 0.7
     prev_lsoa = np.where(
-        same, ctx.lad_lsoa_start[lad] + np.floor(rng.random(n) * ctx.lad_lsoa_size[lad]),
-        np.floor(rng.random(n) * len(ctx.lsoa_lad))).astype(np.int64)
+        same,
+        ctx.lad_lsoa_start[lad] + np.floor(rng.random(n) * ctx.lad_lsoa_size[lad]),
+        np.floor(rng.random(n) * len(ctx.lsoa_lad)),
+    ).astype(np.int64)
     plad = ctx.lsoa_lad[prev_lsoa]
     prev_prac = ctx.lad_prac_start[plad] + np.floor(rng.random(n) * ctx.lad_prac_size[plad]).astype(
-        np.int64)
-    prev_prac = np.where(prev_prac == prac,
-                         ctx.lad_prac_start[plad] + (prev_prac - ctx.lad_prac_start[plad] + 1)
-                         % ctx.lad_prac_size[plad], prev_prac)
+        np.int64
+    )
+    prev_prac = np.where(
+        prev_prac == prac,
+        ctx.lad_prac_start[plad]
+        + (prev_prac - ctx.lad_prac_start[plad] + 1) % ctx.lad_prac_size[plad],
+        prev_prac,
+    )
 
     return {
-        "g": g, "nhs": _nhs_numbers(ctx, g), "lsoa": lsoa, "lad": lad, "imd": imd, "age": age,
-        "dob": dob, "sex": sex, "z": z, "dead": dead, "death": death, "left": left, "end": end,
-        "n_def": n_def, "deficits": deficits, "start": start, "mover": mover,
-        "prev_start": prev_start, "reg_end": reg_end, "prac": prac, "prev_lsoa": prev_lsoa,
+        "g": g,
+        "nhs": _nhs_numbers(ctx, g),
+        "lsoa": lsoa,
+        "lad": lad,
+        "imd": imd,
+        "age": age,
+        "dob": dob,
+        "sex": sex,
+        "z": z,
+        "dead": dead,
+        "death": death,
+        "left": left,
+        "end": end,
+        "n_def": n_def,
+        "deficits": deficits,
+        "start": start,
+        "mover": mover,
+        "prev_start": prev_start,
+        "reg_end": reg_end,
+        "prac": prac,
+        "prev_lsoa": prev_lsoa,
         "prev_prac": prev_prac,
     }
 
 
 # --- sources ------------------------------------------------------------------------------------
+
 
 def _gp_patients(ctx: _Ctx, p: dict[str, np.ndarray]) -> dict[str, Any]:
     n = len(p["g"])
@@ -613,11 +934,14 @@ def _gp_patients(ctx: _Ctx, p: dict[str, np.ndarray]) -> dict[str, Any]:
     end = np.where(is_prev, p["start"][person], p["reg_end"][person])
     death = np.where(p["dead"][person], p["death"][person], _BLANK)
     return {
-        "nhs_number": p["nhs"][person], "date_of_birth": p["dob"][person],
+        "nhs_number": p["nhs"][person],
+        "date_of_birth": p["dob"][person],
         "sex": pa.array(np.array(_SEX_CODES)[p["sex"][person]]),
         "lsoa11_code": ctx.lsoa_codes.take(pa.array(lsoa)),
         "practice_code": ctx.prac_codes.take(pa.array(prac)),
-        "registration_start": start, "registration_end": end, "date_of_death": death,
+        "registration_start": start,
+        "registration_end": end,
+        "date_of_death": death,
     }
 
 
@@ -657,8 +981,11 @@ def _gp_events(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     first = _group_index(reps) == 0
     later = _uniform_int(rng, e_on, end[ep])
     e_date = np.where(first, e_on, later)
-    e_code = ctx.efi_pool.take(pa.array(
-        ctx.efi_start[ed] + np.floor(rng.random(len(ed)) * ctx.efi_size[ed]).astype(np.int64)))
+    e_code = ctx.efi_pool.take(
+        pa.array(
+            ctx.efi_start[ed] + np.floor(rng.random(len(ed)) * ctx.efi_size[ed]).astype(np.int64)
+        )
+    )
 
     # frailty diagnosis codes for some older people with mild or worse frailty
     cat = np.searchsorted([4.5, 8.5, 12.5], p["n_def"])
@@ -667,8 +994,11 @@ def _gp_events(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     f_code = ctx.frailty_codes.take(pa.array(cat[fr] - 1))
 
     # noise: other coded entries, some with a value
-    mu = np.interp(age.astype(np.float64), [0, 4, 5, 15, 16, 39, 40, 59, 60, 74, 75, 105],
-                   [17, 17, 9, 9, 20, 20, 32, 32, 52, 52, 66, 66])
+    mu = np.interp(
+        age.astype(np.float64),
+        [0, 4, 5, 15, 16, 39, 40, 59, 60, 74, 75, 105],
+        [17, 17, 9, 9, 20, 20, 32, 32, 52, 52, 66, 66],
+    )
     lo = np.maximum(dob, d - 10 * 365)
     frac = np.clip((end - lo + 1) / np.maximum(d - lo + 1, 1), 0, 1)
     k = rng.poisson(mu * frac * np.exp(0.2 * np.clip(p["z"], -2, 3)))
@@ -696,8 +1026,11 @@ def _gp_events(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     order = np.lexsort((dates, person))
     idx = pa.array(order)
     return {
-        "nhs_number": p["nhs"][person[order]], "event_date": dates[order].astype(np.int32),
-        "snomed_code": code.take(idx), "value": value.take(idx), "unit": unit.take(idx),
+        "nhs_number": p["nhs"][person[order]],
+        "event_date": dates[order].astype(np.int32),
+        "snomed_code": code.take(idx),
+        "value": value.take(idx),
+        "unit": unit.take(idx),
     }
 
 
@@ -732,14 +1065,18 @@ def _gp_medications(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, A
     keep = a_hi >= a_lo
     ap, a_lo, a_hi = ap[keep], a_lo[keep], a_hi[keep]
     a_date = _uniform_int(rng, a_lo, a_hi)
-    a_bnf = 4 * ctx.n_repeat + rng.integers(0, len(_ACUTE_SUBSTANCES), len(ap)) * 4 + rng.integers(
-        0, 4, len(ap))
+    a_bnf = (
+        4 * ctx.n_repeat
+        + rng.integers(0, len(_ACUTE_SUBSTANCES), len(ap)) * 4
+        + rng.integers(0, 4, len(ap))
+    )
     person = np.concatenate([rp, ap])
     dates = np.concatenate([r_date, a_date])
     bnf = np.concatenate([r_bnf, a_bnf])
     order = np.lexsort((bnf, dates, person))
     return {
-        "nhs_number": p["nhs"][person[order]], "issue_date": dates[order].astype(np.int32),
+        "nhs_number": p["nhs"][person[order]],
+        "issue_date": dates[order].astype(np.int32),
         "bnf_code": ctx.bnf_pool.take(pa.array(bnf[order])),
     }
 
@@ -770,9 +1107,11 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     zpos = np.where(age >= 65, np.clip(z, -1, 4) + 1, 0.0)
     lo = np.maximum(p["dob"], d - 5 * 365)
     years = np.maximum(p["end"] - lo, 0) / 365.25
-    rate = np.interp(age, [0, 1, 15, 16, 44, 45, 64, 65, 74, 75, 84, 85, 105],
-                     [0.15, 0.06, 0.06, 0.08, 0.08, 0.11, 0.11, 0.16, 0.16, 0.26, 0.26, 0.38,
-                      0.38])
+    rate = np.interp(
+        age,
+        [0, 1, 15, 16, 44, 45, 64, 65, 74, 75, 84, 85, 105],
+        [0.15, 0.06, 0.06, 0.08, 0.08, 0.11, 0.11, 0.16, 0.16, 0.26, 0.26, 0.38, 0.38],
+    )
     rate = rate * np.exp(0.3 * np.clip(z - _latent_mean(age, p["imd"]), -2, 3))
     female_fertile = (p["sex"] == 1) & (age >= 16) & (age <= 45)
     spells = rng.poisson(rate * years)
@@ -781,16 +1120,25 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     kind = _weighted_pick(rng, np.array([0.3, 0.65, 0.05]), len(sp))  # elective/emergency/other
     mat = female_fertile[sp] & (rng.random(len(sp)) < 0.35)
     emerg_los = rng.geometric(1.0 / (2.5 + 2.0 * zpos[sp] + 0.04 * np.maximum(age[sp] - 50, 0)))
-    los = np.where(kind == 0, np.where(rng.random(len(sp)) < 0.6, 0, rng.geometric(0.4, len(sp))),
-                   emerg_los)
+    los = np.where(
+        kind == 0, np.where(rng.random(len(sp)) < 0.6, 0, rng.geometric(0.4, len(sp))), emerg_los
+    )
     los = np.where(mat, rng.integers(0, 4, len(sp)), np.minimum(los, 180))
     dis = adm + los
     dis = np.minimum(dis, np.where(p["dead"][sp], p["end"][sp], dis))
     meth = np.where(
-        mat, 12 + rng.integers(0, 2, len(sp)),
-        np.where(kind == 0, _weighted_pick(rng, _ADMIMETH_P_ELECTIVE, len(sp)),
-                 np.where(kind == 1, 3 + _weighted_pick(rng, _ADMIMETH_P_EMERGENCY, len(sp)),
-                          14 + _weighted_pick(rng, _ADMIMETH_P_OTHER, len(sp)))))
+        mat,
+        12 + rng.integers(0, 2, len(sp)),
+        np.where(
+            kind == 0,
+            _weighted_pick(rng, _ADMIMETH_P_ELECTIVE, len(sp)),
+            np.where(
+                kind == 1,
+                3 + _weighted_pick(rng, _ADMIMETH_P_EMERGENCY, len(sp)),
+                14 + _weighted_pick(rng, _ADMIMETH_P_OTHER, len(sp)),
+            ),
+        ),
+    )
     n_ep = 1 + _weighted_pick(rng, np.array([0.75, 0.19, 0.06]), len(sp))
     n_ep = np.where(mat, 1, n_ep)
     # episode boundaries: sorted cut points within the stay
@@ -816,15 +1164,17 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     # diagnoses
     lam = 0.8 + 0.05 * np.maximum(age[person] - 40, 0) + 0.5 * zpos[person]
     ndiag = np.minimum(1 + rng.poisson(lam), 20)
-    p_h = np.clip(0.14 + 0.005 * np.maximum(age[person] - 60, 0) + 0.06 * zpos[person], 0.05,
-                  0.65)
+    p_h = np.clip(0.14 + 0.005 * np.maximum(age[person] - 60, 0) + 0.06 * zpos[person], 0.05, 0.65)
     flat_ep = np.repeat(np.arange(ne), ndiag)
     pos = _group_index(ndiag)
     is_h = rng.random(len(flat_ep)) < p_h[flat_ep]
     h_pick = _weighted_pick(rng, ctx.hfrs_w, len(flat_ep))
     f_pick = rng.integers(0, len(ctx.filler_codes), len(flat_ep))
-    base = pc.if_else(pa.array(is_h), ctx.hfrs_codes.take(pa.array(h_pick)),
-                      ctx.filler_codes.take(pa.array(f_pick)))
+    base = pc.if_else(
+        pa.array(is_h),
+        ctx.hfrs_codes.take(pa.array(h_pick)),
+        ctx.filler_codes.take(pa.array(f_pick)),
+    )
     codes = _icd10_strings(rng, base)
     out: dict[str, Any] = {
         "nhs_number": p["nhs"][person],
@@ -838,7 +1188,8 @@ def _hes_apc(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     for q in range(20):
         sel = pos == q
         out[f"diag_4_{q + 1:02d}"] = pc.replace_with_mask(
-            pa.nulls(ne, pa.string()), pa.array(ndiag > q), codes.filter(pa.array(sel)))
+            pa.nulls(ne, pa.string()), pa.array(ndiag > q), codes.filter(pa.array(sel))
+        )
     order = np.lexsort((epistart, person))
     out = {c: _take(v, order) for c, v in out.items()}
     gaps = rng.integers(1, 40, ne)
@@ -873,14 +1224,19 @@ def _asc_cld(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     traj = np.where((traj == 1) & (end < d), 2, traj)
 
     cog = p["deficits"][:, ctx.cog_idx]
-    r_old = np.where(cog & (rng.random(n) < 0.6), 1,
-                     _weighted_pick(rng, np.array([0.7, 0.08, 0.05, 0.0, 0.03, 0.08, 0.06]), n))
+    r_old = np.where(
+        cog & (rng.random(n) < 0.6),
+        1,
+        _weighted_pick(rng, np.array([0.7, 0.08, 0.05, 0.0, 0.03, 0.08, 0.06]), n),
+    )
     r_young = _weighted_pick(rng, np.array([0.12, 0.0, 0.38, 0.45, 0.02, 0.03, 0.0]), n)
     reason = np.where(age >= 65, r_old, r_young)
     severe = cat >= 3
     lts_kind = np.where(
-        severe, _weighted_pick(rng, np.array([0.3, 0.35, 0.35]), n),
-        _weighted_pick(rng, np.array([0.05, 0.2, 0.75]), n))
+        severe,
+        _weighted_pick(rng, np.array([0.3, 0.35, 0.35]), n),
+        _weighted_pick(rng, np.array([0.05, 0.2, 0.75]), n),
+    )
 
     r0 = _uniform_int(rng, lo, np.maximum(hi, lo))
     a = np.minimum(r0 + rng.integers(3, 41, n), end)
@@ -921,8 +1277,10 @@ def _asc_cld(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
     order = np.lexsort((etype, start, person))
     person, etype, start, stop, svc = (x[order] for x in (person, etype, start, stop, svc))
     svc_arr = pc.replace_with_mask(
-        pa.nulls(len(svc), pa.string()), pa.array(svc >= 0),
-        pa.array(np.array(_ASC_SERVICES)[svc[svc >= 0]], pa.string()))
+        pa.nulls(len(svc), pa.string()),
+        pa.array(svc >= 0),
+        pa.array(np.array(_ASC_SERVICES)[svc[svc >= 0]], pa.string()),
+    )
     client = 1_000_000 + (ctx.client_a * p["g"][person] + ctx.client_b) % 9_000_000
     gender = np.array([0, 1, 2, 3])[p["sex"][person]]
     return {
@@ -939,6 +1297,7 @@ def _asc_cld(ctx: _Ctx, p: dict[str, np.ndarray], g0: int) -> dict[str, Any]:
 
 
 # --- formatting and faults ----------------------------------------------------------------------
+
 
 def _fmt_dates(values: np.ndarray, uk: bool) -> pa.Array:
     arr = pa.array(values.astype(np.int32), pa.int32(), mask=values == _BLANK).cast(pa.date32())
@@ -968,12 +1327,71 @@ def _replace(col: pa.Array, mask: np.ndarray, values: pa.Array | list) -> pa.Arr
     return pc.replace_with_mask(col, pa.array(mask), values.cast(pa.string()))
 
 
+class _Edits:
+    """Replacements of written values, gathered per column and applied in one pass."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: dict[str, list[tuple[np.ndarray, pa.Array]]] = {}
+
+    def add(self, col: str, mask: np.ndarray, values: pa.Array) -> None:
+        self.parts.setdefault(col, []).append((np.nonzero(mask)[0], values.cast(pa.string())))
+
+    def apply(self, cols: dict[str, pa.Array]) -> None:
+        for col, parts in self.parts.items():
+            idx = np.concatenate([i for i, _ in parts])
+            values = pa.concat_arrays([v for _, v in parts])
+            mask = np.zeros(self.n, bool)
+            mask[idx] = True
+            order = pa.array(np.argsort(idx, kind="stable"))
+            cols[col] = pc.replace_with_mask(cols[col], pa.array(mask), values.take(order))
+
+
+class _Background:
+    """One writer thread: compression and file writes overlap generation, in submission order."""
+
+    def __init__(self, depth: int = 4) -> None:
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="synth-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # re-raised in the generating thread
+                    self._error = exc
+
+    def submit(self, job: Callable[[], object]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class _Sink:
     """One output file: written chunk by chunk, with its row and fault counts."""
 
-    def __init__(self, out_dir: Path, rel: str, columns: list[str], fmt: str, *,
-                 encoding: str = "utf-8", header: list[str] | None = None,
-                 hold_last: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        rel: str,
+        columns: list[str],
+        fmt: str,
+        bg: _Background,
+        *,
+        encoding: str = "utf-8",
+        header: list[str] | None = None,
+        hold_last: bool = False,
+    ) -> None:
+        self.bg = bg
         self.rel = rel
         self.fmt = fmt
         self.columns = columns
@@ -992,8 +1410,11 @@ class _Sink:
             return
         raw = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._raw = raw
-        self._fh = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                 compresslevel=6) if fmt == "csv.gz" else raw
+        self._fh = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
+            if fmt == "csv.gz"
+            else raw
+        )
         # "utf-8-sig" writes a byte-order mark before the header; the rows are plain UTF-8
         self._fh.write((",".join(self.header) + "\n").encode(encoding))
 
@@ -1007,10 +1428,10 @@ class _Sink:
             return
         self.rows += n
         if self.fmt == "parquet":
-            self._pq.write_table(pa.Table.from_arrays(cols, schema=self._schema))
+            table = pa.Table.from_arrays(cols, schema=self._schema)
+            self.bg.submit(lambda: self._pq.write_table(table))
             return
-        line = pc.binary_join_element_wise(*cols, ",", null_handling="replace",
-                                           null_replacement="")
+        line = pc.binary_join_element_wise(*cols, ",", null_handling="replace", null_replacement="")
         if malformed is not None and malformed.any():
             # half lose their last field, half gain an extra one
             idx = np.nonzero(malformed)[0]
@@ -1018,9 +1439,13 @@ class _Sink:
             longer = idx[1::2]
             if len(short):
                 part = [c.take(pa.array(short)) for c in cols[:-1]]
-                vals = (pc.binary_join_element_wise(*part, ",", null_handling="replace",
-                                                    null_replacement="")
-                        if len(part) > 1 else part[0].fill_null(""))
+                vals = (
+                    pc.binary_join_element_wise(
+                        *part, ",", null_handling="replace", null_replacement=""
+                    )
+                    if len(part) > 1
+                    else part[0].fill_null("")
+                )
                 m = np.zeros(n, bool)
                 m[short] = True
                 line = _replace(line, m, vals)
@@ -1029,29 +1454,35 @@ class _Sink:
                 m[longer] = True
                 line = _replace(line, m, _cat(line.filter(pa.array(m)), ",see notes"))
         line = _cat(line, "\n")
-        offsets = np.frombuffer(line.buffers()[1], np.int32)[line.offset:line.offset + n + 1]
-        data = line.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+        offsets = np.frombuffer(line.buffers()[1], np.int32)[line.offset : line.offset + n + 1]
+        data = line.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
         if self.encoding == "cp1252":
             data = data.decode("utf-8").encode("cp1252")
         if self._hold:
             data = self._held + data
             cut = data.rfind(b"\n", 0, len(data) - 1) + 1
             data, self._held = data[:cut], data[cut:]
-        self._fh.write(data)
+        fh = self._fh
+        self.bg.submit(lambda: fh.write(data))
 
     def close(self, truncate: bool = False) -> None:
         if self.fmt == "parquet":
-            self._pq.close()
+            self.bg.submit(self._pq.close)
             return
         held = self._held
         if truncate and held:
             first = held.index(b",")
-            held = held[:first + 5]  # cut inside the second field, no newline
+            held = held[: first + 5]  # cut inside the second field, no newline
             self.faults["truncated_last_line"] = 1
-        self._fh.write(held)
-        if self._fh is not self._raw:
-            self._fh.close()
-        self._raw.close()
+        fh, raw = self._fh, self._raw
+
+        def finish() -> None:
+            fh.write(held)
+            if fh is not raw:
+                fh.close()
+            raw.close()
+
+        self.bg.submit(finish)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": self.rows, "faults": dict(self.faults)}
@@ -1061,8 +1492,16 @@ class _Sink:
         return out
 
 
-def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.random.Generator,
-          *, force_last_clean: bool = False, extra: str | None = None) -> None:
+def _emit(
+    ctx: _Ctx,
+    src: str,
+    typed: dict[str, Any],
+    sink: _Sink,
+    rng: np.random.Generator,
+    *,
+    force_last_clean: bool = False,
+    extra: str | None = None,
+) -> None:
     """Apply row faults to one chunk of a source and append it to its file."""
     kinds = ctx.kinds[src]
     cols_all = COLUMNS[src]
@@ -1085,8 +1524,10 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
         typed = {c: _take(v, take) for c, v in typed.items()}
         kind = new
         n = len(take)
-    sink.count(kinds, np.bincount(kind[kind >= 0], minlength=len(kinds)) if n else
-               np.zeros(len(kinds), np.int64))
+    sink.count(
+        kinds,
+        np.bincount(kind[kind >= 0], minlength=len(kinds)) if n else np.zeros(len(kinds), np.int64),
+    )
 
     def mask(name: str) -> np.ndarray:
         return kind == code[name] if name in code else np.zeros(n, bool)
@@ -1121,6 +1562,7 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
         typed["date_of_birth"] = v
 
     cols = {c: _fmt_column(c, typed[c], uk) for c in cols_all if c in typed}
+    edits = _Edits(n)
     nhs_int = typed[nhs_col]
     # faults on written values
     m = mask("nhs_spaces")
@@ -1128,26 +1570,29 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
         s = cols[nhs_col].filter(pa.array(m))
         parts = [pc.utf8_slice_codeunits(s, a, b) for a, b in ((0, 3), (3, 6), (6, 10))]
         hyph = rng.random(int(m.sum())) < 0.3
-        vals = pc.if_else(pa.array(hyph), pc.binary_join_element_wise(*parts, "-"),
-                          pc.binary_join_element_wise(*parts, " "))
-        cols[nhs_col] = _replace(cols[nhs_col], m, vals)
+        vals = pc.if_else(
+            pa.array(hyph),
+            pc.binary_join_element_wise(*parts, "-"),
+            pc.binary_join_element_wise(*parts, " "),
+        )
+        edits.add(nhs_col, m, vals)
     m = mask("nhs_bad_check")
     if m.any():
         v = nhs_int[m]
         bad = v // 10 * 10 + (v % 10 + rng.integers(1, 10, len(v))) % 10
-        cols[nhs_col] = _replace(cols[nhs_col], m, _str(bad))
+        edits.add(nhs_col, m, _str(bad))
     m = mask("nhs_short")
     if m.any():
         v = nhs_int[m]
         bad = np.where(rng.random(len(v)) < 0.5, v // 10, v * 10 + rng.integers(0, 10, len(v)))
-        cols[nhs_col] = _replace(cols[nhs_col], m, _str(bad))
+        edits.add(nhs_col, m, _str(bad))
     for name in ("nhs_blank", "asc_blank_nhs"):
         m = mask(name)
         if m.any():
-            cols[nhs_col] = _replace(cols[nhs_col], m, pa.nulls(int(m.sum()), pa.string()))
+            edits.add(nhs_col, m, pa.nulls(int(m.sum()), pa.string()))
     m = mask("iso_as_uk_date")
     if m.any():
-        cols[fcol] = _replace(cols[fcol], m, _fmt_dates(typed[fcol][m], True))
+        edits.add(fcol, m, _fmt_dates(typed[fcol][m], True))
     m = mask("unparseable_date")
     if m.any():
         year = _str(np.clip(1970 + typed[fcol][m].astype(np.int64) // 365, 1900, 2100))
@@ -1155,28 +1600,34 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
         a_, b_ = ("45/13/", "30/02/") if uk else ("-13-45", "-02-30")
         bad1 = _cat(a_, year) if uk else _cat(year, a_)
         bad2 = _cat(b_, year) if uk else _cat(year, b_)
-        vals = pc.if_else(pa.array(variant == 0), bad1,
-                          pc.if_else(pa.array(variant == 1), bad2, pa.scalar("not a date")))
-        cols[fcol] = _replace(cols[fcol], m, vals)
+        vals = pc.if_else(
+            pa.array(variant == 0),
+            bad1,
+            pc.if_else(pa.array(variant == 1), bad2, pa.scalar("not a date")),
+        )
+        edits.add(fcol, m, vals)
     m = mask("blank_lsoa")
     if m.any():
-        cols["lsoa11_code"] = _replace(cols["lsoa11_code"], m, pa.nulls(int(m.sum()), pa.string()))
+        edits.add("lsoa11_code", m, pa.nulls(int(m.sum()), pa.string()))
     m = mask("unknown_lsoa")
     if m.any():
-        vals = _cat("E0199", pa.array(np.char.zfill(
-            rng.integers(0, 10_000, int(m.sum())).astype(str), 4)))
-        cols["lsoa11_code"] = _replace(cols["lsoa11_code"], m, vals)
+        vals = _cat(
+            "E0199", pa.array(np.char.zfill(rng.integers(0, 10_000, int(m.sum())).astype(str), 4))
+        )
+        edits.add("lsoa11_code", m, vals)
     m = mask("bad_sex_code")
     if m.any():
         vals = np.array(["M", "F", "0", "U"])[rng.integers(0, 4, int(m.sum()))]
-        cols["sex"] = _replace(cols["sex"], m, pa.array(vals))
+        edits.add("sex", m, pa.array(vals))
     m = mask("bad_snomed")
     if m.any():
         s = cols["snomed_code"].filter(pa.array(m))
-        vals = pc.if_else(pa.array(rng.random(len(s)) < 0.5),
-                          pc.utf8_replace_slice(s, start=2, stop=3, replacement="O"),
-                          pc.utf8_slice_codeunits(s, 0, 5))
-        cols["snomed_code"] = _replace(cols["snomed_code"], m, vals)
+        vals = pc.if_else(
+            pa.array(rng.random(len(s)) < 0.5),
+            pc.utf8_replace_slice(s, start=2, stop=3, replacement="O"),
+            pc.utf8_slice_codeunits(s, 0, 5),
+        )
+        edits.add("snomed_code", m, vals)
     m = mask("hes_sentinel")
     if m.any():
         idx = np.nonzero(m)[0]
@@ -1186,7 +1637,7 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
             mm = np.zeros(n, bool)
             mm[idx[which == w]] = True
             if mm.any():
-                cols[c] = _replace(cols[c], mm, pa.array(val[which == w]))
+                edits.add(c, mm, pa.array(val[which == w]))
     m = mask("bad_icd10")
     if m.any():
         idx = np.nonzero(m)[0]
@@ -1197,13 +1648,14 @@ def _emit(ctx: _Ctx, src: str, typed: dict[str, Any], sink: _Sink, rng: np.rando
             mm[idx[posn == q]] = True
             if mm.any():
                 c = f"diag_4_{q + 1:02d}"
-                cols[c] = _replace(cols[c], mm, pa.array(val[posn == q]))
+                edits.add(c, mm, pa.array(val[posn == q]))
     m = mask("conflicting_epikey")
     if m.any():
         s = cols["diag_4_01"].filter(pa.array(m))
         vals = pc.if_else(pc.equal(s, "R296"), pa.scalar("I509"), pa.scalar("R296"))
-        cols["diag_4_01"] = _replace(cols["diag_4_01"], m, vals)
+        edits.add("diag_4_01", m, vals)
 
+    edits.apply(cols)
     out = [cols[c] for c in cols_all]
     if uk or src == "fingertips":
         out = [_needs_quotes(c) if ctx.fmt != "parquet" else c for c in out]
@@ -1221,13 +1673,35 @@ def _header_variant(columns: list[str], shift: int = 0) -> list[str]:
 
 _INDICATORS = (
     # id, name, age, kind, England value, deprivation effect, polarity
-    (22401, "Emergency hospital admissions due to falls in people aged 65 and over", "65+ yrs",
-     "dsr", 2100.0, 0.18, "low"),
+    (
+        22401,
+        "Emergency hospital admissions due to falls in people aged 65 and over",
+        "65+ yrs",
+        "dsr",
+        2100.0,
+        0.18,
+        "low",
+    ),
     (41401, "Hip fractures in people aged 65 and over", "65+ yrs", "dsr", 550.0, 0.10, "low"),
-    (90638, "Social Isolation: percentage of adult social care users who have as much social "
-     "contact as they would like (65+ yrs)", "65+ yrs", "pct", 41.0, -0.10, "high"),
-    (92949, "Estimated dementia diagnosis rate (aged 65 and over)", "65+ yrs", "pct", 63.0,
-     0.05, "none"),
+    (
+        90638,
+        "Social Isolation: percentage of adult social care users who have as much social "
+        "contact as they would like (65+ yrs)",
+        "65+ yrs",
+        "pct",
+        41.0,
+        -0.10,
+        "high",
+    ),
+    (
+        92949,
+        "Estimated dementia diagnosis rate (aged 65 and over)",
+        "65+ yrs",
+        "pct",
+        63.0,
+        0.05,
+        "none",
+    ),
 )
 
 
@@ -1245,8 +1719,11 @@ def _fingertips(ctx: _Ctx) -> dict[str, list]:
     look = lsoa_lookup()
     look = look.assign(rank_x_pop=look["imd_rank"] * look["pop_total_2015"])
     lad = look.groupby("lad19_code", sort=True).agg(
-        name=("lad19_name", "first"), pop60=("pop_60plus_2015", "sum"),
-        pop=("pop_total_2015", "sum"), rank_x_pop=("rank_x_pop", "sum"))
+        name=("lad19_name", "first"),
+        pop60=("pop_60plus_2015", "sum"),
+        pop=("pop_total_2015", "sum"),
+        rank_x_pop=("rank_x_pop", "sum"),
+    )
     lad["rank"] = lad["rank_x_pop"] / lad["pop"]
     n_lsoa = len(look)
     dep = 1.0 - 2.0 * lad["rank"].to_numpy() / n_lsoa  # -1 least .. +1 most deprived
@@ -1260,15 +1737,53 @@ def _fingertips(ctx: _Ctx) -> dict[str, list]:
     z = 1.959964
     z3 = 3.090232
 
-    def add(ind: tuple, area: str, name: str, atype: str, period: str, sortable: str,
-            value: float | None, count: float | None, denom: float | None, lo95: float | None,
-            hi95: float | None, lo99: float | None, hi99: float | None, note: str | None,
-            trend: str, compared: str) -> None:
+    def add(
+        ind: tuple,
+        area: str,
+        name: str,
+        atype: str,
+        period: str,
+        sortable: str,
+        value: float | None,
+        count: float | None,
+        denom: float | None,
+        lo95: float | None,
+        hi95: float | None,
+        lo99: float | None,
+        hi99: float | None,
+        note: str | None,
+        trend: str,
+        compared: str,
+    ) -> None:
         parent = (None, None) if area == "E92000001" else ("E92000001", "England")
-        vals = [str(ind[0]), ind[1], parent[0], parent[1], area, name, atype, "Persons", ind[2],
-                None, None, period, _num(value), _num(lo95), _num(hi95), _num(lo99), _num(hi99),
-                _num(count, 0), _num(denom, 0), note, trend, compared, "Not compared", sortable,
-                None, "Not compared"]
+        vals = [
+            str(ind[0]),
+            ind[1],
+            parent[0],
+            parent[1],
+            area,
+            name,
+            atype,
+            "Persons",
+            ind[2],
+            None,
+            None,
+            period,
+            _num(value),
+            _num(lo95),
+            _num(hi95),
+            _num(lo99),
+            _num(hi99),
+            _num(count, 0),
+            _num(denom, 0),
+            note,
+            trend,
+            compared,
+            "Not compared",
+            sortable,
+            None,
+            "Not compared",
+        ]
         for c, v in zip(COLUMNS["fingertips"], vals, strict=True):
             rows[c].append(v)
 
@@ -1296,14 +1811,37 @@ def _fingertips(ctx: _Ctx) -> dict[str, list]:
             areas = [("E92000001", "England", "England", e_val, e_count, e_den)]
             for i, c in enumerate(codes):
                 if c in covered:
-                    areas.append((c, str(lad["name"].iloc[i]), "Districts & UAs (from Apr 2019)",
-                                  float(value[i]), float(count[i]), float(denom[i])))
+                    areas.append(
+                        (
+                            c,
+                            str(lad["name"].iloc[i]),
+                            "Districts & UAs (from Apr 2019)",
+                            float(value[i]),
+                            float(count[i]),
+                            float(denom[i]),
+                        )
+                    )
             for area, name, atype, v, cnt, den in areas:
                 suppressed = area != "E92000001" and (cnt < 10 or rng.random() < 0.02)
                 if suppressed:
-                    add(ind, area, name, atype, period, sortable, None, None, None, None, None,
-                        None, None, "Value suppressed for disclosure control",
-                        "Cannot be calculated", "Not compared")
+                    add(
+                        ind,
+                        area,
+                        name,
+                        atype,
+                        period,
+                        sortable,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "Value suppressed for disclosure control",
+                        "Cannot be calculated",
+                        "Not compared",
+                    )
                     continue
                 if kind == "dsr":
                     se = v / np.sqrt(max(cnt, 1.0))
@@ -1313,32 +1851,69 @@ def _fingertips(ctx: _Ctx) -> dict[str, list]:
                     ci = []
                     for zz in (z, z3):
                         centre = (pr + zz * zz / (2 * den)) / (1 + zz * zz / den)
-                        half = zz * np.sqrt(pr * (1 - pr) / den + zz * zz / (4 * den * den)) / (
-                            1 + zz * zz / den)
+                        half = (
+                            zz
+                            * np.sqrt(pr * (1 - pr) / den + zz * zz / (4 * den * den))
+                            / (1 + zz * zz / den)
+                        )
                         ci += [100 * (centre - half), 100 * (centre + half)]
                     ci = (ci[0], ci[1], ci[2], ci[3])
                 if area == "E92000001":
                     compared = "Not compared"
                 elif ci[0] > e_val:
                     compared = {"low": "Worse", "high": "Better"}.get(polarity, "Higher") + (
-                        " 95%" if polarity != "none" else "")
+                        " 95%" if polarity != "none" else ""
+                    )
                 elif ci[1] < e_val:
                     compared = {"low": "Better", "high": "Worse"}.get(polarity, "Lower") + (
-                        " 95%" if polarity != "none" else "")
+                        " 95%" if polarity != "none" else ""
+                    )
                 else:
                     compared = "Similar"
-                trend = "Cannot be calculated" if k else str(rng.choice(
-                    ["No significant change", "Increasing", "Decreasing"], p=[0.7, 0.15, 0.15]))
-                add(ind, area, name, atype, period, sortable, v, cnt, den, ci[0], ci[1], ci[2],
-                    ci[3], None, trend, compared)
+                trend = (
+                    "Cannot be calculated"
+                    if k
+                    else str(
+                        rng.choice(
+                            ["No significant change", "Increasing", "Decreasing"],
+                            p=[0.7, 0.15, 0.15],
+                        )
+                    )
+                )
+                add(
+                    ind,
+                    area,
+                    name,
+                    atype,
+                    period,
+                    sortable,
+                    v,
+                    cnt,
+                    den,
+                    ci[0],
+                    ci[1],
+                    ci[2],
+                    ci[3],
+                    None,
+                    trend,
+                    compared,
+                )
     return rows
 
 
 # --- driver -------------------------------------------------------------------------------------
 
-def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
-             lads: list[str] | None = None, fmt: str = "csv", faults: float = 0.0,
-             progress: bool = False) -> dict:
+
+def generate(
+    out_dir: Path,
+    persons: int,
+    extract_date: date,
+    seed: int,
+    lads: list[str] | None = None,
+    fmt: str = "csv",
+    faults: float = 0.0,
+    progress: bool = False,
+) -> dict:
     """Write synthetic raw extracts of all six sources and return their description.
 
     Args:
@@ -1357,6 +1932,8 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
         The content of `out_dir/_synth.json`: the parameters and, per file (path relative to
         out_dir), the data rows written and the count of each injected fault kind.
     """
+    if not isinstance(extract_date, date) or isinstance(extract_date, datetime):
+        raise TypeError("extract_date must be a datetime.date")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
     if not isinstance(persons, int) or persons < 1:
@@ -1373,6 +1950,7 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
     csv = fmt != "parquet"
     file_faults = csv and faults > 0
 
+    bg = _Background()
     sinks: dict[str, _Sink] = {}
     for src in ("gp_patients", "gp_events", "gp_medications", "hes_apc"):
         columns = list(COLUMNS[src])
@@ -1381,8 +1959,15 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
         header = columns
         if file_faults and "header_variants" in FILE_FAULTS.get(src, ()):
             header = _header_variant(columns)
-        sink = _Sink(out_dir, f"{src}/{src}_{stamp}.{fmt}", columns, fmt, header=header,
-                     hold_last=file_faults and src == "gp_events")
+        sink = _Sink(
+            out_dir,
+            f"{src}/{src}_{stamp}.{fmt}",
+            columns,
+            fmt,
+            bg,
+            header=header,
+            hold_last=file_faults and src == "gp_events",
+        )
         sink.count(ctx.kinds[src], np.zeros(len(ctx.kinds[src]), np.int64))
         if file_faults:
             for ff in FILE_FAULTS.get(src, ()):
@@ -1398,8 +1983,15 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
         variant = file_faults and i % 3 == 1
         if variant:
             header = _header_variant(header, shift=i)
-        sink = _Sink(out_dir, f"asc_cld/asc_cld_{code}_{stamp}.{fmt}", COLUMNS["asc_cld"], fmt,
-                     encoding=enc, header=header)
+        sink = _Sink(
+            out_dir,
+            f"asc_cld/asc_cld_{code}_{stamp}.{fmt}",
+            COLUMNS["asc_cld"],
+            fmt,
+            bg,
+            encoding=enc,
+            header=header,
+        )
         sink.count(ctx.kinds["asc_cld"], np.zeros(len(ctx.kinds["asc_cld"]), np.int64))
         if variant:
             sink.faults["header_variants"] = 1
@@ -1425,10 +2017,22 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
             p = _persons(ctx, g0, g1)
             frng = _rng(seed, 10, g0)
             _emit(ctx, "gp_patients", _gp_patients(ctx, p), sinks["gp_patients"], frng)
-            _emit(ctx, "gp_events", _gp_events(ctx, p, g0), sinks["gp_events"], frng,
-                  force_last_clean=file_faults)
-            _emit(ctx, "gp_medications", _gp_medications(ctx, p, g0), sinks["gp_medications"],
-                  frng, extra=f"{extract_date:%Y%m%d}-{ci + 1:04d}" if file_faults else None)
+            _emit(
+                ctx,
+                "gp_events",
+                _gp_events(ctx, p, g0),
+                sinks["gp_events"],
+                frng,
+                force_last_clean=file_faults,
+            )
+            _emit(
+                ctx,
+                "gp_medications",
+                _gp_medications(ctx, p, g0),
+                sinks["gp_medications"],
+                frng,
+                extra=f"{extract_date:%Y%m%d}-{ci + 1:04d}" if file_faults else None,
+            )
             _emit(ctx, "hes_apc", _hes_apc(ctx, p, g0), sinks["hes_apc"], frng)
             asc = _asc_cld(ctx, p, g0)
             lad_of = asc.pop("LA_Code")
@@ -1442,8 +2046,7 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
                 sel = np.nonzero(lad_of == i)[0]
                 part = {c: _take(v, sel) for c, v in asc.items()}
                 part["LA_Code"] = pa.array(np.full(len(sel), ctx.lad_codes[i]), pa.string())
-                _emit(ctx, "asc_cld", {c: part[c] for c in COLUMNS["asc_cld"]}, asc_sinks[i],
-                      frng)
+                _emit(ctx, "asc_cld", {c: part[c] for c in COLUMNS["asc_cld"]}, asc_sinks[i], frng)
             if bar is not None:
                 bar.advance(task)
         for i in range(next_lad, len(ctx.lad_codes)):
@@ -1455,7 +2058,9 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
             files[sink.rel] = sink.describe()
         files.update({k: asc_done[k] for k in sorted(asc_done)})
         ft = _fingertips(ctx)
-        sink = _Sink(out_dir, f"fingertips/fingertips_{stamp}.{fmt}", COLUMNS["fingertips"], fmt)
+        sink = _Sink(
+            out_dir, f"fingertips/fingertips_{stamp}.{fmt}", COLUMNS["fingertips"], fmt, bg
+        )
         cols = [pa.array(ft[c], pa.string()) for c in COLUMNS["fingertips"]]
         if csv:
             cols = [_needs_quotes(c) for c in cols]
@@ -1465,14 +2070,19 @@ def generate(out_dir: Path, persons: int, extract_date: date, seed: int,
     finally:
         if bar is not None:
             bar.stop()
+        bg.finish()
 
     result = {
         "generator": "indices.synth",
         "generator_version": GENERATOR_VERSION,
         "parameters": {
-            "persons": persons, "extract_date": stamp, "seed": seed,
-            "lads": None if lads is None else list(ctx.lad_codes), "fmt": fmt,
-            "faults": float(faults), "chunk_persons": CHUNK_PERSONS,
+            "persons": persons,
+            "extract_date": stamp,
+            "seed": seed,
+            "lads": None if lads is None else list(ctx.lad_codes),
+            "fmt": fmt,
+            "faults": float(faults),
+            "chunk_persons": CHUNK_PERSONS,
         },
         "lads_covered": len(ctx.lad_codes),
         "files": files,

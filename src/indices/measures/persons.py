@@ -43,9 +43,7 @@ def deficit_column(deficit_id: str) -> str:
     return "efi_" + deficit_id.replace("-", "_")
 
 
-def persons_sql(
-    patients: Path, events: Path, medications: Path, reference_date: date
-) -> str:
+def persons_sql(patients: Path, events: Path, medications: Path, reference_date: date) -> str:
     """SQL for the person table as at `reference_date`, exactly as the definitions say."""
     d = f"DATE {sql_str(reference_date)}"
     one_year_before = f"DATE {sql_str(years_before(reference_date, 1))}"
@@ -74,7 +72,7 @@ def persons_sql(
           AND person_id NOT IN (SELECT person_id FROM died)
     ),
     population AS (
-        SELECT person_id, lsoa11_code, sex, {age_sql('date_of_birth', d)} AS age
+        SELECT person_id, lsoa11_code, sex, {age_sql("date_of_birth", d)} AS age
         FROM covering WHERE pick = 1
     ),
     older AS (SELECT person_id FROM population WHERE age >= 65),
@@ -106,7 +104,7 @@ def persons_sql(
            CASE {categories} END AS efi_category,
            f.* EXCLUDE (person_id, lsoa11_code, age, sex, efi_deficits)
     FROM flagged f
-    LEFT JOIN read_csv({sql_str(reference_path('geography/lsoa11_lad19.csv'))},
+    LEFT JOIN read_csv({sql_str(reference_path("geography/lsoa11_lad19.csv"))},
                        all_varchar = true) g USING (lsoa11_code)
     ORDER BY f.person_id
     """

@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow as pa
 
 from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
-from indices.publish import input_record
 from indices.pseudonym import MOD11_SQL, pseudonymise
+from indices.publish import input_record
 from indices.reference import reference_path
 from indices.schemas import SEX_CODES, conformed_schemas
 from indices.sources.extracts import Extract
@@ -199,9 +199,12 @@ def _header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
     if extract.fmt != "parquet":
         return _csv_header(extract)
     try:
-        return [r[0] for r in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({sql_str(extract.path)})"
-        ).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({sql_str(extract.path)})"
+            ).fetchall()
+        ]
     except duckdb.Error as error:
         first_line = str(error).strip().splitlines()[0]
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
@@ -266,7 +269,9 @@ def _load_file(
             copy = _lf_copy(extract, spill_dir)
             con.execute(f"DROP TABLE IF EXISTS rejects_{number}")
             con.execute(f"DROP TABLE IF EXISTS rejects_scan_{number}")
-            con.execute(stage.format(relation=relation.replace(sql_str(extract.path), sql_str(copy))))
+            con.execute(
+                stage.format(relation=relation.replace(sql_str(extract.path), sql_str(copy)))
+            )
             copy.unlink()
     except duckdb.Error as error:
         first_line = str(error).strip().splitlines()[0]
