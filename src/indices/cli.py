@@ -96,10 +96,14 @@ def _run(args: argparse.Namespace) -> int:
         versions = list_versions(settings.publish_dir, dataset.name)
         print(f"  {dataset.name:<18} {versions[-1]}  {settings.publish_dir / dataset.name}")
     catalog = settings.publish_dir / "catalog.duckdb"
-    print(f"catalog: {catalog}\nquery it from anywhere, for example:")
+    query = (
+        "SELECT lad19_code, pop_65plus, efi_moderate, efi_severe, efi_moderate_severe_rate "
+        "FROM frailty_lad ORDER BY lad19_code"
+    )
+    print(f"catalog: {catalog}\nquery it with DuckDB from anywhere, for example:")
     print(
-        f'  duckdb -readonly {catalog} -c "SELECT lad19_code, pop_65plus, efi_moderate, '
-        f'efi_severe, efi_moderate_severe_rate FROM frailty_lad ORDER BY lad19_code"'
+        f'  {sys.executable} -c "import duckdb; '
+        f"print(duckdb.connect('{catalog}', read_only=True).sql('{query}'))\""
     )
     return 0
 
