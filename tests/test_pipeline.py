@@ -27,11 +27,15 @@ def test_definitions_load():
         "conformed/gp_patients",
         "conformed/gp_events",
         "conformed/gp_medications",
+        "conformed/hes_apc",
+        "conformed/asc_cld",
+        "conformed/fingertips",
         "measures/persons",
         "measures/area_counts",
         "published/frailty_lsoa",
         "published/frailty_lad",
         "published/frailty_england",
+        "published/ingest_ledger",
     } <= keys
     assert defs.resolve_job_def("main") is not None
     assert defs.resolve_schedule_def("nightly").execution_timezone == "Europe/London"
@@ -51,7 +55,7 @@ def test_the_whole_job_materialises_on_the_demo_extracts(demo_run):
     settings, result = demo_run
     assert result.success
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(materialised) == 8
+    assert len(materialised) == 12
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 
@@ -76,7 +80,7 @@ def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
     ).stdout
     england, lads, latest = eval(output)  # a tuple printed by the child process
     assert england >= 10 and england % 5 == 0
-    assert lads == 3 and latest == 3
+    assert lads == 3 and latest == 4
 
 
 def test_published_counts_follow_the_persons(demo_run):
@@ -99,6 +103,32 @@ def test_published_counts_follow_the_persons(demo_run):
     roles = {i["role"] for i in manifest["inputs"]}
     assert {"raw/gp_patients", "raw/gp_events", "raw/gp_medications"} <= roles
     assert manifest["row_count"] == con.execute("SELECT count(*) FROM frailty_lsoa").fetchone()[0]
+
+
+def test_every_raw_row_is_accounted_for_in_the_published_ledger(demo_run):
+    settings, _ = demo_run
+    con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
+    accounted = dict(
+        con.execute(
+            "SELECT source || '/' || file, sum(rows) FROM ingest_ledger "
+            "WHERE outcome IN ('conformed', 'quarantined') GROUP BY ALL"
+        ).fetchall()
+    )
+    synth = json.loads((DEMO_RAW / "_synth.json").read_text())["files"]
+    assert accounted == {path: info["rows"] for path, info in synth.items()}
+    quarantined = dict(
+        con.execute(
+            "SELECT reason, sum(rows) FROM ingest_ledger WHERE outcome = 'quarantined' "
+            "AND source = 'gp_patients' GROUP BY ALL"
+        ).fetchall()
+    )
+    faults = synth["gp_patients/gp_patients_2025-03-31.csv.gz"]["faults"]
+    assert quarantined["duplicate"] == faults["duplicate_row"]
+    assert quarantined["malformed_row"] == faults["malformed_row"]
+    assert quarantined["invalid_nhs_number"] == (
+        faults["nhs_bad_check"] + faults["nhs_blank"] + faults["nhs_short"]
+    )
+    assert quarantined["implausible_date"] == faults["pre_1900_date"]
 
 
 def test_an_unchanged_rerun_publishes_nothing(demo_run):

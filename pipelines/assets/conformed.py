@@ -12,8 +12,12 @@ DESCRIPTIONS = {
     "gp_patients": "GP patient register, one row per registration, NHS numbers pseudonymised.",
     "gp_events": "GP coded clinical events (SNOMED CT), pseudonymised.",
     "gp_medications": "GP prescription issues (BNF), pseudonymised.",
+    "hes_apc": "Hospital admitted patient care episodes, ICD-10 normalised, pseudonymised.",
+    "asc_cld": "Adult social care client level data from every local authority, pseudonymised.",
+    "fingertips": "Public health profile indicators per area (Fingertips), long format.",
 }
-UPSTREAM = {"gp_events": ["gp_patients"], "gp_medications": ["gp_patients"]}
+# Person-level sources keep only persons the register knows, so they wait for it.
+UPSTREAM = {s: ["gp_patients"] for s in ("gp_events", "gp_medications", "hes_apc", "asc_cld")}
 
 
 def conformed_asset(source: str) -> dg.AssetsDefinition:
@@ -37,8 +41,15 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
                 context.log.error(f"rejected {entry.rejected}")
             if entry.extra_columns:
                 context.log.warning(f"{entry.file}: extra columns ignored {entry.extra_columns}")
+        linkage = {}
+        if source in UPSTREAM:
+            rate = steps.linkage_rate(result)
+            linkage["linkage_rate_to_register"] = dg.MetadataValue.float(
+                round(rate, 4) if rate is not None else float("nan")
+            )
         return dg.MaterializeResult(
             metadata={
+                **linkage,
                 "dagster/row_count": result.rows_conformed,
                 "rows_quarantined": result.rows_quarantined,
                 "ledger": markdown_table(ledger),
@@ -62,4 +73,4 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
     return dg.Definitions(assets=[_conformed], asset_checks=[_matches_schema])
 
 
-definitions = dg.Definitions.merge(*(conformed_asset(s) for s in steps.GP_SOURCES))
+definitions = dg.Definitions.merge(*(conformed_asset(s) for s in steps.SOURCES))

@@ -60,4 +60,39 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     return dg.Definitions(assets=[_published], asset_checks=[_disclosure_controlled])
 
 
-definitions = dg.Definitions.merge(*(published_asset(d) for d in steps.AREA_DATASETS))
+@dg.asset(
+    key=["published", "ingest_ledger"],
+    group_name="published",
+    kinds={"parquet"},
+    owners=["team:data-engineering"],
+    deps=[dg.AssetKey(["conformed", s]) for s in steps.SOURCES],
+    description="How every raw row was disposed of: per source and file, rows conformed, "
+    "quarantined per reason, values corrected, files rejected. Counts only.",
+)
+def ingest_ledger(context: dg.AssetExecutionContext, settings: IndicesSettings):
+    release = steps.publish_ledger(settings.resolve(), run_id=context.run.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": release.manifest["row_count"],
+            "version": release.version,
+            "newly_published": release.published,
+            "release": dg.MetadataValue.path(str(release.path)),
+        }
+    )
+
+
+@dg.asset_check(
+    asset=ingest_ledger,
+    blocking=True,
+    description="For every file that was used, rows conformed plus quarantined equal the data "
+    "rows in the file, counted afresh from the raw extract.",
+)
+def rows_accounted_for(settings: IndicesSettings) -> dg.AssetCheckResult:
+    problems = steps.ledger_problems(settings.resolve())
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems)})
+
+
+definitions = dg.Definitions.merge(
+    *(published_asset(d) for d in steps.AREA_DATASETS),
+    dg.Definitions(assets=[ingest_ledger], asset_checks=[rows_accounted_for]),
+)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
+
 from indices.areas import (
     COUNTS,
     PARTITIONS,
@@ -19,12 +21,13 @@ from indices.measures.persons import build_persons
 from indices.pseudonym import load_key
 from indices.publish import Release, input_record, publish_release
 from indices.settings import Settings
-from indices.sources.conform import SourceResult, conform_source, read_sidecar
-from indices.sources.extracts import check_raw_folder, newest_extract_date
+from indices.sources.conform import SourceResult, conform_source, count_data_rows, read_sidecar
+from indices.sources.extracts import check_raw_folder, current_extracts, newest_extract_date
 from indices.sources.layouts import LAYOUTS
 
 GP_SOURCES = ("gp_patients", "gp_events", "gp_medications")
-REQUIRED_SOURCES = GP_SOURCES
+SOURCES = (*GP_SOURCES, "hes_apc", "asc_cld", "fingertips")
+REQUIRED_SOURCES = GP_SOURCES  # without these there is no population and no eFI
 REFERENCE_FILES = (
     "geography/lsoa11_lad19.csv",
     "frailty/efi_snomed_codes.csv",
@@ -124,15 +127,93 @@ def missing_lsoas(area_counts_path: Path) -> list[str]:
         con.close()
 
 
-def lineage_inputs(settings: Settings, sources: tuple[str, ...] = GP_SOURCES) -> list[dict]:
+def lineage_inputs(
+    settings: Settings, sources: tuple[str, ...] = GP_SOURCES, reference: bool = True
+) -> list[dict]:
     """Every raw extract (from the conformed sidecars) and reference file that fed a dataset."""
     from indices.reference import reference_path
 
     inputs = [
         i for source in sources for i in read_sidecar(settings.warehouse_dir, source)["inputs"]
     ]
-    inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
+    if reference:
+        inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
     return inputs
+
+
+LEDGER_COLUMNS = {
+    "source": "raw source, e.g. gp_events",
+    "file": "raw extract file name",
+    "outcome": "conformed or quarantined (rows; these two add up to the rows read), corrected "
+    "(values normalised within conformed rows), or rejected (the whole file, rows 0)",
+    "reason": "quarantine reason, correction kind or rejection reason; blank for conformed",
+    "rows": "number of rows (or values, for corrected)",
+}
+
+
+def ledger_table(settings: Settings) -> pa.Table:
+    """The ingest ledger of the current conformed tables, long format, counts only."""
+    records = [
+        row for source in SOURCES for row in read_sidecar(settings.warehouse_dir, source)["ledger"]
+    ]
+    return pa.Table.from_pylist(
+        records,
+        schema=pa.schema(
+            [
+                ("source", pa.string()),
+                ("file", pa.string()),
+                ("outcome", pa.string()),
+                ("reason", pa.string()),
+                ("rows", pa.int64()),
+            ]
+        ),
+    )
+
+
+def publish_ledger(settings: Settings, run_id: str | None = None) -> Release:
+    """Publish the ingest ledger: how every raw row of every file was disposed of."""
+    return publish_release(
+        settings.publish_dir,
+        "ingest_ledger",
+        ledger_table(settings),
+        description="Per source and raw file: rows conformed, quarantined per reason, values "
+        "corrected per kind, and rejected files with the reason. Counts only.",
+        column_descriptions=LEDGER_COLUMNS,
+        sort_by=["source", "file", "outcome", "reason"],
+        reference_date=reference_date(settings),
+        inputs=lineage_inputs(settings, SOURCES, reference=False),
+        run_id=run_id,
+    )
+
+
+def ledger_problems(settings: Settings) -> list[str]:
+    """Files whose rows conformed plus quarantined differ from their data rows counted afresh."""
+    problems = []
+    for source in SOURCES:
+        sidecar = read_sidecar(settings.warehouse_dir, source)
+        extracts = {e.path.name: e for e in current_extracts(settings.raw_dir, source)}
+        accounted: dict[str, int] = {}
+        for row in sidecar["ledger"]:
+            if row["outcome"] in ("conformed", "quarantined"):
+                accounted[row["file"]] = accounted.get(row["file"], 0) + row["rows"]
+        for name, rows in accounted.items():
+            read = count_data_rows(extracts[name])
+            if read != rows:
+                problems.append(f"{name}: {read} data rows, {rows} accounted for")
+    return problems
+
+
+def linkage_rate(result: SourceResult) -> float | None:
+    """Share of a person-level source's rows that could be linked to a person in the GP
+    register: conformed rows over those plus rows set aside for a missing, invalid or unknown
+    NHS number."""
+    unlinked = sum(
+        e.quarantined[r]
+        for e in result.ledger
+        for r in ("no_nhs_number", "invalid_nhs_number", "unknown_person")
+    )
+    total = result.rows_conformed + unlinked
+    return result.rows_conformed / total if total else None
 
 
 def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:

@@ -26,7 +26,7 @@ from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_at
 from indices.pseudonym import MOD11_SQL, pseudonymise
 from indices.publish import input_record
 from indices.reference import reference_path
-from indices.schemas import SEX_CODES, conformed_schemas
+from indices.schemas import conformed_schemas
 from indices.sources.extracts import Extract
 from indices.sources.layouts import Kind, RawColumn, SourceLayout
 
@@ -49,6 +49,7 @@ class FileLedger:
     corrections: Counter = field(default_factory=Counter)
     missing_columns: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
+    encoding: str | None = None
     rejected: str | None = None
 
     @property
@@ -137,55 +138,98 @@ def read_sidecar(warehouse_dir: Path, source: str) -> dict:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _relation(extract: Extract, number: int, header: list[str]) -> str:
-    path = sql_str(extract.path)
-    if extract.fmt == "parquet":
-        return f"read_parquet({path})"
+def _relation(path: Path, fmt: str, number: int, header: list[str]) -> str:
+    if fmt == "parquet":
+        return f"read_parquet({sql_str(path)})"
     # No sniffing: the header was read already, every field is text, and lines with the wrong
     # field count go to the rejects table instead of failing the file.
     columns = ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(header)))
     return (
-        f"read_csv({path}, auto_detect = false, header = true, columns = {{{columns}}}, "
+        f"read_csv({sql_str(path)}, auto_detect = false, header = true, columns = {{{columns}}}, "
         "delim = ',', quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, "
         f"rejects_table = 'rejects_{number}', rejects_scan = 'rejects_scan_{number}')"
     )
 
 
-def _open_binary(extract: Extract):
-    return gzip.open(extract.path, "rb") if extract.fmt == "csv.gz" else open(extract.path, "rb")
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
-def _csv_header(extract: Extract) -> list[str]:
-    """The header of a CSV extract, after checking the whole file decodes as UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    first_line = b""
-    offset = 0
-    try:
-        with _open_binary(extract) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                if not first_line or b"\n" not in first_line:
-                    first_line += chunk[: 1 << 16]
-                decoder.decode(chunk)
-                offset += len(chunk)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError as error:
-        raise FileRejected(
-            f"{extract.path.name}: not valid UTF-8 text (byte 0x{error.object[error.start]:02x} "
-            f"near offset {offset + error.start})"
-        ) from None
-    except (OSError, EOFError) as error:
-        raise FileRejected(f"{extract.path.name}: cannot be read ({error})") from None
-    if offset == 0:
+def _csv_text(extract: Extract, layout: SourceLayout, spill_dir: Path) -> tuple[Path, str]:
+    """The file to read and its encoding: the extract itself when it is UTF-8 (a byte-order
+    mark allowed), else a UTF-8 copy when the source allows another encoding (Windows-1252 from
+    local authorities), else rejected. The whole file is checked, in streamed chunks."""
+    if extract.path.stat().st_size == 0:
         raise FileRejected(f"{extract.path.name}: empty file")
-    text = first_line.decode("utf-8-sig", errors="replace").splitlines()[0]
-    return next(csv.reader([text]))
+    first_error = None
+    for encoding in layout.encodings:
+        decoder = codecs.getincrementaldecoder(encoding)()
+        offset = 0
+        try:
+            with _open_binary(extract.path) as handle:
+                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                    decoder.decode(chunk)
+                    offset += len(chunk)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError as error:
+            first_error = first_error or (error, offset)
+            continue
+        except (OSError, EOFError) as error:
+            raise FileRejected(f"{extract.path.name}: cannot be read ({error})") from None
+        if offset == 0:
+            raise FileRejected(f"{extract.path.name}: empty file")
+        if encoding == "utf-8":
+            return extract.path, "utf-8"
+        return _transcoded_copy(extract.path, encoding, spill_dir), encoding
+    error, offset = first_error
+    raise FileRejected(
+        f"{extract.path.name}: not valid {' or '.join(layout.encodings).upper()} text "
+        f"(byte 0x{error.object[error.start]:02x} near offset {offset + error.start})"
+    )
 
 
-def _lf_copy(extract: Extract, spill_dir: Path) -> Path:
-    """A plain copy of a CSV extract with every CRLF turned into LF, streamed."""
+def _transcoded_copy(path: Path, encoding: str, spill_dir: Path) -> Path:
     spill_dir.mkdir(parents=True, exist_ok=True)
-    copy = spill_dir / f"{extract.path.name}.{os.getpid()}.lf.csv"
-    with _open_binary(extract) as source, open(copy, "wb") as target:
+    copy = spill_dir / f"{path.name}.{os.getpid()}.utf8.csv"
+    with (
+        _open_binary(path) as raw,
+        codecs.getreader(encoding)(raw) as text,
+        open(copy, "w", encoding="utf-8", newline="") as target,
+    ):
+        for chunk in iter(lambda: text.read(1 << 20), ""):
+            target.write(chunk)
+    return copy
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row of a UTF-8 CSV file, without a byte-order mark."""
+    with _open_binary(path) as handle:
+        first_line = handle.readline(1 << 16).decode("utf-8-sig", errors="replace")
+    return next(csv.reader([first_line.rstrip("\r\n")]), [])
+
+
+def count_data_rows(extract: Extract) -> int:
+    """The data rows of a raw file counted afresh, independently of the conform engine: lines
+    after the header (a last line without a newline counts), or Parquet's row count."""
+    if extract.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(extract.path).metadata.num_rows
+    lines, last = 0, b""
+    with _open_binary(extract.path) as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last and last != b"\n":
+        lines += 1
+    return max(lines - 1, 0)
+
+
+def _lf_copy(path: Path, spill_dir: Path) -> Path:
+    """A plain copy of a CSV file with every CRLF turned into LF, streamed."""
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    copy = spill_dir / f"{path.name}.{os.getpid()}.lf.csv"
+    with _open_binary(path) as source, open(copy, "wb") as target:
         held = b""
         for chunk in iter(lambda: source.read(1 << 20), b""):
             chunk = held + chunk
@@ -195,9 +239,7 @@ def _lf_copy(extract: Extract, spill_dir: Path) -> Path:
     return copy
 
 
-def _header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
-    if extract.fmt != "parquet":
-        return _csv_header(extract)
+def _parquet_header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
     try:
         return [
             r[0]
@@ -211,7 +253,8 @@ def _header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
 
 
 def _raw_names(layout: SourceLayout) -> list[str]:
-    return [c.name for c in layout.columns]
+    """The raw text columns of the row tables, named by their conformed names."""
+    return [c.raw_name for c in layout.columns]
 
 
 def _create_row_tables(con: duckdb.DuckDBPyConnection, layout: SourceLayout) -> None:
@@ -231,12 +274,18 @@ def _load_file(
     entry: FileLedger,
     spill_dir: Path,
 ) -> None:
-    header = _header(con, extract)
-    relation = _relation(extract, number, header)
-    # CSV columns are read as c0, c1, ... in header order; Parquet keeps its own names.
-    as_read = header if extract.fmt == "parquet" else [f"c{i}" for i in range(len(header))]
+    copies: list[Path] = []
+    if extract.fmt == "parquet":
+        path, header = extract.path, _parquet_header(con, extract)
+        as_read = header
+    else:
+        path, entry.encoding = _csv_text(extract, layout, spill_dir)
+        if path != extract.path:
+            copies.append(path)
+        header = _csv_header(path)
+        as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
     by_normalised = {name.strip().lower(): read for name, read in zip(header, as_read, strict=True)}
-    wanted = {c.name.lower(): c for c in layout.columns}
+    wanted = {c.name.lower() for c in layout.columns}
     entry.extra_columns = sorted(n for n in by_normalised if n not in wanted)
     entry.missing_columns = [c.name for c in layout.columns if c.name.lower() not in by_normalised]
     missing_needed = [
@@ -253,6 +302,7 @@ def _load_file(
         else "CAST(NULL AS VARCHAR)"
         for c in layout.columns
     )
+    relation = _relation(path, extract.fmt, number, header)
     staged = f"staged_{number}"
     stage = (
         f"CREATE TEMP TABLE {staged} AS "
@@ -266,16 +316,17 @@ def _load_file(
                 raise
             # Mixed line endings (CRLF and LF in one file) defeat DuckDB's strict parser: read a
             # copy with LF endings instead, so wrong field counts are still caught line by line.
-            copy = _lf_copy(extract, spill_dir)
+            copy = _lf_copy(path, spill_dir)
+            copies.append(copy)
             con.execute(f"DROP TABLE IF EXISTS rejects_{number}")
             con.execute(f"DROP TABLE IF EXISTS rejects_scan_{number}")
-            con.execute(
-                stage.format(relation=relation.replace(sql_str(extract.path), sql_str(copy)))
-            )
-            copy.unlink()
+            con.execute(stage.format(relation=relation.replace(sql_str(path), sql_str(copy))))
     except duckdb.Error as error:
         first_line = str(error).strip().splitlines()[0]
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
+    finally:
+        for copy in copies:
+            copy.unlink(missing_ok=True)
 
     if extract.fmt == "parquet":
         con.execute(f"CREATE TEMP TABLE marks_{number} (accepted_before BIGINT)")
@@ -312,24 +363,45 @@ def _text(name: str) -> str:
     return f"nullif(trim({ident(name)}), '')"
 
 
+def vocabulary_values(column: RawColumn) -> list[str]:
+    """A column's allowed values, read from its reference file ("file.csv:column")."""
+    file, field_name = column.vocabulary.split(":")
+    return pd.read_csv(reference_path(file), dtype=str)[field_name].tolist()
+
+
 def _parsed_columns(column: RawColumn) -> list[str]:
-    """SQL select items giving a raw column's parsed value `v_<name>` and its fault flags."""
-    t, n = _text(column.name), column.name
-    iso = f"try_strptime({t}, '%Y-%m-%d')"
-    uk = f"try_strptime({t}, '%d/%m/%Y')"
+    """SQL select items giving a raw column's parsed value `v_<name>` and its flags: `bad_`
+    (a date that is not a date), `code_` (an invalid code), `fix_` (a value corrected)."""
+    n = column.output
+    t = _text(column.raw_name)
     if column.kind is Kind.NHS_NUMBER:
         clean = f"regexp_replace({t}, '[ -]', '', 'g')"
         return [
             f"{clean} AS nhs_clean",
+            f"{t} IS NULL AS nhs_blank",
             f"coalesce({MOD11_SQL.format(n=clean)}, false) AS nhs_valid",
             f"{t} <> {clean} AS fix_nhs_normalised",
         ]
-    if column.kind is Kind.DATE:
+    if column.kind in (Kind.DATE, Kind.UK_DATE):
+        expected, other = ("%Y-%m-%d", "%d/%m/%Y")
+        if column.kind is Kind.UK_DATE:
+            expected, other = other, expected
+        first, second = f"try_strptime({t}, '{expected}')", f"try_strptime({t}, '{other}')"
+        value, fix = (
+            f"CAST(coalesce({first}, {second}) AS DATE)",
+            f"fix_{'iso' if column.kind is Kind.UK_DATE else 'uk'}_date_{n}",
+        )
+        items = []
+        if column.sentinels:
+            sentinel = f"{t} IN ('1800-01-01', '1801-01-01')"
+            value = f"CASE WHEN {sentinel} THEN NULL ELSE {value} END"
+            items.append(f"coalesce({sentinel}, false) AS fix_sentinel_date_{n}")
+            t = f"CASE WHEN {sentinel} THEN NULL ELSE {t} END"
         missing = f"{t} IS NULL" if column.required_value else "false"
-        return [
-            f"CAST(coalesce({iso}, {uk}) AS DATE) AS v_{n}",
-            f"({missing} OR ({t} IS NOT NULL AND coalesce({iso}, {uk}) IS NULL)) AS bad_{n}",
-            f"({iso} IS NULL AND {uk} IS NOT NULL) AS fix_uk_date_{n}",
+        return items + [
+            f"{value} AS v_{n}",
+            f"({missing} OR ({t} IS NOT NULL AND {value} IS NULL)) AS bad_{n}",
+            f"coalesce({first} IS NULL AND {second} IS NOT NULL, false) AS {fix}",
         ]
     if column.kind is Kind.SNOMED:
         return [
@@ -341,18 +413,41 @@ def _parsed_columns(column: RawColumn) -> list[str]:
             f"upper({t}) AS v_{n}",
             f"coalesce(NOT regexp_full_match(upper({t}), '[0-9A-Z]{{9,15}}'), true) AS code_{n}",
         ]
+    if column.kind is Kind.INTEGER:
+        return [f"TRY_CAST({t} AS BIGINT) AS v_{n}", f"TRY_CAST({t} AS BIGINT) IS NULL AS code_{n}"]
+    if column.kind is Kind.AREA_CODE:
+        return [
+            f"upper({t}) AS v_{n}",
+            f"coalesce(NOT regexp_full_match(upper({t}), 'E[0-9]{{8}}'), true) AS code_{n}",
+        ]
+    if column.kind is Kind.ICD10:
+        # As the HFRS definition normalises: no dots or spaces, upper case, a letter and two
+        # digits; a fourth character is kept only when it is a digit (R54X, I10- → R54, I10).
+        clean = f"upper(regexp_replace({t}, '[ .]', '', 'g'))"
+        valid = f"regexp_full_match(substr({clean}, 1, 3), '[A-Z][0-9]{{2}}')"
+        fourth = f"CASE WHEN regexp_full_match(substr({clean}, 4, 1), '[0-9]') THEN substr({clean}, 4, 1) ELSE '' END"
+        return [
+            f"CASE WHEN {valid} THEN substr({clean}, 1, 3) || {fourth} END AS v_{n}",
+            f"coalesce({t} IS NOT NULL AND NOT {valid}, false) AS fix_icd10_emptied_{n}",
+        ]
     if column.kind is Kind.LSOA:
         known = f"upper({t}) IN (SELECT lsoa11_code FROM lsoa_ref)"
         return [
             f"CASE WHEN {known} THEN upper({t}) END AS v_{n}",
             f"NOT coalesce({known}, false) AS fix_unknown_lsoa",
         ]
-    if column.kind is Kind.SEX:
-        codes = ", ".join(sql_str(code) for code in SEX_CODES)
-        valid = f"coalesce(upper({t}) IN ({codes}), false)"
+    if column.kind is Kind.VOCABULARY:
+        # Matched ignoring case (`male` is Male). Blank is "not given", not out of vocabulary,
+        # unless the vocabulary has a value for "not known".
+        match = " ".join(
+            f"WHEN {sql_str(v.lower())} THEN {sql_str(v)}" for v in vocabulary_values(column)
+        )
+        match = f"CASE lower({t}) {match} END"
+        fallback = sql_str(column.unknown_value) if column.unknown_value else "NULL"
+        unknown = f"({t} IS NOT NULL OR {fallback} IS NOT NULL) AND {match} IS NULL"
         return [
-            f"CASE WHEN {valid} THEN upper({t}) ELSE 'X' END AS v_{n}",
-            f"NOT {valid} AS fix_unknown_sex",
+            f"coalesce({match}, {fallback}) AS v_{n}",
+            f"coalesce({unknown}, false) AS fix_unknown_{n}",
         ]
     if column.kind is Kind.DECIMAL:
         return [
@@ -364,22 +459,33 @@ def _parsed_columns(column: RawColumn) -> list[str]:
 
 def _reason_sql(layout: SourceLayout) -> str:
     """The first fault of a row, in a fixed order of precedence; null for a usable row."""
-    dates = [c.name for c in layout.columns if c.kind is Kind.DATE]
-    codes = [c.name for c in layout.columns if c.kind in (Kind.SNOMED, Kind.BNF)]
+    columns = layout.columns
+    dates = [c for c in columns if c.kind in (Kind.DATE, Kind.UK_DATE)]
+    codes = [c.output for c in columns if f"code_{c.output}" in _flag_names(c)]
+    required_text = [c.output for c in columns if c.required_value and c.kind is Kind.TEXT]
     any_of = " OR ".join
-    cases = [
-        "WHEN duplicate_rank > 1 THEN 'duplicate'",
-        "WHEN NOT nhs_valid THEN 'invalid_nhs_number'",
-    ]
+    cases = ["WHEN duplicate_rank > 1 THEN 'duplicate'"]
+    if layout.nhs_column:
+        cases.append(f"WHEN nhs_blank THEN {sql_str(layout.blank_nhs_reason)}")
+        cases.append("WHEN NOT nhs_valid THEN 'invalid_nhs_number'")
+    if required_text:
+        cases.append(f"WHEN {any_of(f'v_{c} IS NULL' for c in required_text)} THEN 'missing_value'")
     if dates:
-        cases.append(f"WHEN {any_of(f'bad_{d}' for d in dates)} THEN 'invalid_date'")
-        implausible = any_of(
-            f"v_{d} > extract_date OR v_{d} < DATE {sql_str(EARLIEST_PLAUSIBLE)}" for d in dates
-        )
-        cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
+        cases.append(f"WHEN {any_of(f'bad_{d.output}' for d in dates)} THEN 'invalid_date'")
+        plausible = [d.output for d in dates if d.plausible]
+        if plausible:
+            implausible = any_of(
+                f"v_{d} > extract_date OR v_{d} < DATE {sql_str(EARLIEST_PLAUSIBLE)}"
+                for d in plausible
+            )
+            cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
     if codes:
         cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
     return "CASE " + " ".join(cases) + " END"
+
+
+def _flag_names(column: RawColumn) -> list[str]:
+    return [item.rsplit(" AS ", 1)[1] for item in _parsed_columns(column)]
 
 
 def _parse_and_pseudonymise(
@@ -392,27 +498,49 @@ def _parse_and_pseudonymise(
         f"CREATE TEMP TABLE parsed AS SELECT *, {parsed}, row_number() OVER "
         f"(PARTITION BY file, {raw_list} ORDER BY row_number) AS duplicate_rank FROM raw_rows"
     )
-    numbers = [
-        r[0]
-        for r in con.execute(
-            "SELECT DISTINCT nhs_clean FROM parsed WHERE nhs_valid ORDER BY 1"
-        ).fetchall()
-    ]
-    mapping = pa.table({"nhs_clean": numbers, "person_id": pseudonymise(key, numbers)})
-    con.register("pseudonym_map", mapping)
-    con.execute(
-        "CREATE TEMP TABLE rows AS SELECT p.* EXCLUDE (nhs_clean), m.person_id, "
-        f"{_reason_sql(layout)} AS reason "
-        "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean)"
-    )
-    con.unregister("pseudonym_map")
+    if layout.nhs_column is None:
+        con.execute(
+            f"CREATE TEMP TABLE rows AS SELECT *, CAST(NULL AS VARCHAR) AS person_id, "
+            f"{_reason_sql(layout)} AS reason FROM parsed"
+        )
+    else:
+        numbers = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT nhs_clean FROM parsed WHERE nhs_valid ORDER BY 1"
+            ).fetchall()
+        ]
+        mapping = pa.table(
+            {
+                "nhs_clean": pa.array(numbers, pa.string()),
+                "person_id": pa.array(pseudonymise(key, numbers), pa.string()),
+            }
+        )
+        con.register("pseudonym_map", mapping)
+        con.execute(
+            "CREATE TEMP TABLE rows AS SELECT p.* EXCLUDE (nhs_clean), m.person_id, "
+            f"{_reason_sql(layout)} AS reason "
+            "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean)"
+        )
+        con.unregister("pseudonym_map")
     con.execute("DROP TABLE parsed")
 
 
 def _cross_row_checks(
     con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse: Path
 ) -> None:
-    """Faults that need other rows: conflicting identities, persons in no register."""
+    """Faults that need other rows: versions of one episode that disagree, conflicting
+    identities, persons in no register."""
+    if layout.episode_key:
+        key = f"v_{layout.episode_key}"
+        # Every version of a key whose versions differ (exact copies aside) is set aside.
+        con.execute(
+            f"UPDATE rows SET reason = 'conflicting_duplicate' WHERE reason IS NULL AND "
+            f"{key} IN (SELECT {key} FROM rows WHERE duplicate_rank = 1 AND {key} IS NOT NULL "
+            f"GROUP BY {key} HAVING count(*) > 1)"
+        )
+    if layout.nhs_column is None:
+        return
     if layout.is_register:
         con.execute(
             "UPDATE rows SET reason = 'conflicting_identity' WHERE reason IS NULL AND person_id IN "
@@ -423,6 +551,7 @@ def _cross_row_checks(
     register, register_quarantine = warehouse_paths(warehouse, "gp_patients")
     if not register.exists():
         raise FileNotFoundError(f"conform gp_patients before {layout.name}: {register} is missing")
+    # Known persons: any valid NHS number in the register, even on a registration set aside.
     con.execute(
         "UPDATE rows SET reason = 'unknown_person' WHERE reason IS NULL AND person_id NOT IN ("
         f"SELECT person_id FROM read_parquet({sql_str(register)}) UNION "
@@ -436,9 +565,8 @@ def _cross_row_checks(
 
 def _conformed_query(layout: SourceLayout) -> str:
     schema = conformed_schemas()[layout.name]
-    items = [
-        "person_id" if name == "person_id" else f"v_{name} AS {name}" for name in schema.columns
-    ]
+    derived = {"person_id": "person_id", "source_file": "file"}
+    items = [f"{derived.get(name, f'v_{name}')} AS {name}" for name in schema.columns]
     return f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL ORDER BY file, row_number"
 
 
@@ -447,7 +575,7 @@ def _quarantine_query(layout: SourceLayout) -> str:
     when invalid, as its shape (digits masked), so no NHS number is stored."""
     masked = []
     for column in layout.columns:
-        value = ident(column.name)
+        value = ident(column.raw_name)
         if column.kind is Kind.NHS_NUMBER:
             value = f"coalesce(person_id, regexp_replace({value}, '[0-9]', 'n', 'g'))"
         masked.append(f"{ident(column.name)} := {value}")
@@ -490,7 +618,13 @@ def _fill_ledger(con: duckdb.DuckDBPyConnection, ledger: list[FileLedger]) -> No
         for fix, count in zip(fixes, counts, strict=True):
             # fix_uk_date_<column> and fix_invalid_value_<column> add up per kind
             kind = fix.removeprefix("fix_")
-            for prefix in ("uk_date", "invalid_value"):
+            for prefix in (
+                "uk_date",
+                "iso_date",
+                "sentinel_date",
+                "icd10_emptied",
+                "invalid_value",
+            ):
                 if kind.startswith(prefix + "_"):
                     kind = prefix
             if count:
