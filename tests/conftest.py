@@ -6,7 +6,6 @@ import csv
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from indices.reference import efi_codes
@@ -47,14 +46,26 @@ def deficit_codes() -> dict[str, str]:
     return single_deficit_codes()
 
 
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
 class Conformed:
     """Builds conformed tables directly (person ids already pseudonyms) for measure tests."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.patients: list[dict] = []
-        self.events: list[dict] = []
-        self.medications: list[dict] = []
+        self.rows: dict[str, list[dict]] = {
+            "gp_patients": [],
+            "gp_events": [],
+            "gp_medications": [],
+            "hes_apc": [],
+            "asc_cld": [],
+        }
+
+    @staticmethod
+    def pid(person_id: str) -> str:
+        return person_id.ljust(32, "0")
 
     def person(
         self,
@@ -67,56 +78,88 @@ class Conformed:
         sex: str = "2",
         practice: str = "A81001",
     ) -> Conformed:
-        self.patients.append(
+        self.rows["gp_patients"].append(
             {
-                "person_id": person_id.ljust(32, "0"),
-                "date_of_birth": date.fromisoformat(born),
+                "person_id": self.pid(person_id),
+                "date_of_birth": _day(born),
                 "sex": sex,
                 "lsoa11_code": lsoa,
                 "practice_code": practice,
-                "registration_start": date.fromisoformat(start),
-                "registration_end": date.fromisoformat(end) if end else None,
-                "date_of_death": date.fromisoformat(died) if died else None,
+                "registration_start": _day(start),
+                "registration_end": _day(end),
+                "date_of_death": _day(died),
             }
         )
         return self
 
     def event(self, person_id: str, on: str, code: str) -> Conformed:
-        self.events.append(
-            {
-                "person_id": person_id.ljust(32, "0"),
-                "event_date": date.fromisoformat(on),
-                "snomed_code": code,
-                "value": None,
-                "unit": None,
-            }
+        self.rows["gp_events"].append(
+            {"person_id": self.pid(person_id), "event_date": _day(on), "snomed_code": code}
         )
         return self
 
     def issue(self, person_id: str, on: str, bnf: str) -> Conformed:
-        self.medications.append(
+        self.rows["gp_medications"].append(
+            {"person_id": self.pid(person_id), "issue_date": _day(on), "bnf_code": bnf}
+        )
+        return self
+
+    def episode(self, person_id: str, start: str, *codes: str) -> Conformed:
+        """A hospital episode with conformed (already normalised) diagnosis codes."""
+        row = {"person_id": self.pid(person_id), "epikey": str(len(self.rows["hes_apc"]))}
+        row["epistart"] = _day(start)
+        row |= {f"diag_4_{i:02d}": code for i, code in enumerate(codes, start=1)}
+        self.rows["hes_apc"].append(row)
+        return self
+
+    def care(
+        self,
+        person_id: str,
+        start: str,
+        end: str | None = None,
+        service: str | None = "Long Term Support: Community",
+        event_type: str = "Service",
+    ) -> Conformed:
+        self.rows["asc_cld"].append(
             {
-                "person_id": person_id.ljust(32, "0"),
-                "issue_date": date.fromisoformat(on),
-                "bnf_code": bnf,
+                "la_code": "E06000001",
+                "person_id": self.pid(person_id),
+                "event_type": event_type,
+                "event_start_date": _day(start),
+                "event_end_date": _day(end),
+                "service_type": service,
+                "source_file": "asc_cld_E06000001_2025-03-31.csv",
             }
         )
         return self
 
     def write(self) -> Path:
+        """Write every table with the conformed schema's columns (absent ones null)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from indices.schemas import conformed_schemas
+
         folder = self.root / "conformed"
         folder.mkdir(parents=True, exist_ok=True)
-        frames = {
-            "gp_patients": (self.patients, PATIENT_COLUMNS[1:]),
-            "gp_events": (self.events, ["event_date", "snomed_code", "value", "unit"]),
-            "gp_medications": (self.medications, ["issue_date", "bnf_code"]),
-        }
-        for name, (rows, columns) in frames.items():
-            frame = pd.DataFrame(rows, columns=["person_id", *columns])
-            for column in frame.columns:
-                if "date" in column or column.startswith("registration"):
-                    frame[column] = pd.to_datetime(frame[column]).dt.date
-            frame.to_parquet(folder / f"{name}.parquet", index=False)
+        for source, rows in self.rows.items():
+            schema = conformed_schemas()[source]
+            fields = []
+            for name, column in schema.columns.items():
+                kind = str(column.dtype)
+                arrow_type = (
+                    pa.date32()
+                    if kind.startswith("datetime")
+                    else pa.float64()
+                    if kind == "float64"
+                    else pa.int64()
+                    if kind == "int64"
+                    else pa.string()
+                )
+                fields.append(pa.field(name, arrow_type))
+            arrow_schema = pa.schema(fields)
+            columns = {f.name: [row.get(f.name) for row in rows] for f in fields}
+            pq.write_table(pa.table(columns, schema=arrow_schema), folder / f"{source}.parquet")
         return self.root
 
 

@@ -6,7 +6,7 @@ from indices import steps
 from indices.duck import query_rows, sql_str
 from pipelines.resources import IndicesSettings
 
-CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.GP_SOURCES]
+CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.SOURCES if s != "fingertips"]
 
 
 @dg.asset(
@@ -52,9 +52,16 @@ def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
     description="Exact counts per LSOA, local authority and England, before disclosure "
     "control. Private: the published datasets are made from it.",
 )
-def area_counts(settings: IndicesSettings) -> dg.MaterializeResult:
-    path, rows = steps.area_counts(settings.resolve())
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
+    path, rows, withheld = steps.area_counts(settings.resolve())
+    for line in withheld.describe():
+        context.log.warning(line)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "withheld": "\n".join(withheld.describe()) or "nothing",
+        }
+    )
 
 
 @dg.asset_check(

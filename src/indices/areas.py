@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from indices.availability import Withheld
 from indices.disclosure import DISCLOSURE_MACROS
 from indices.duck import connect, copy_to_parquet, sql_str
 from indices.reference import reference_path
@@ -24,6 +25,7 @@ LEVELS = ("lsoa", "lad", "england")
 class Count:
     name: str
     condition: str
+    measure: str  # what it needs: population, efi, hfrs or lts (see `indices.availability`)
     description: str
 
 
@@ -36,18 +38,35 @@ class Rate:
 
 
 COUNTS = (
-    Count("pop_65plus", "age >= 65", "persons aged 65+ in the population at the reference date"),
-    Count("efi_fit", "efi_category = 'fit'", "persons 65+ with an eFI of 0-4 deficits (fit)"),
-    Count("efi_mild", "efi_category = 'mild'", "persons 65+ with 5-8 eFI deficits (mild frailty)"),
+    Count("pop_65plus", "age >= 65", "population", "persons aged 65+ in the population at D"),
+    Count("efi_fit", "efi_category = 'fit'", "efi", "persons 65+ with 0-4 eFI deficits (fit)"),
+    Count("efi_mild", "efi_category = 'mild'", "efi", "persons 65+ with 5-8 eFI deficits (mild)"),
     Count(
         "efi_moderate",
         "efi_category = 'moderate'",
+        "efi",
         "persons 65+ with 9-12 eFI deficits (moderate frailty)",
     ),
     Count(
         "efi_severe",
         "efi_category = 'severe'",
-        "persons 65+ with 13+ eFI deficits (severe frailty)",
+        "efi",
+        "persons 65+ with 13 or more eFI deficits (severe frailty)",
+    ),
+    Count("pop_75plus", "age >= 75", "population", "persons aged 75+ in the population at D"),
+    Count("hfrs_low", "hfrs_band = 'low'", "hfrs", "persons 75+ with an HFRS below 5"),
+    Count(
+        "hfrs_intermediate",
+        "hfrs_band = 'intermediate'",
+        "hfrs",
+        "persons 75+ with an HFRS from 5 to 15 inclusive",
+    ),
+    Count("hfrs_high", "hfrs_band = 'high'", "hfrs", "persons 75+ with an HFRS above 15"),
+    Count(
+        "lts_65plus",
+        "long_term_support",
+        "lts",
+        "persons 65+ receiving long-term social care support at D",
     ),
 )
 RATES = (
@@ -55,42 +74,66 @@ RATES = (
         "efi_moderate_severe_rate",
         ("efi_moderate", "efi_severe"),
         "pop_65plus",
-        "share of persons 65+ moderately or severely frail by the eFI, from rounded counts",
+        "share of persons 65+ moderately or severely frail by the eFI",
+    ),
+    Rate(
+        "hfrs_intermediate_high_rate",
+        ("hfrs_intermediate", "hfrs_high"),
+        "pop_75plus",
+        "share of persons 75+ at intermediate or high HFRS risk",
+    ),
+    Rate(
+        "lts_65plus_rate",
+        ("lts_65plus",),
+        "pop_65plus",
+        "share of persons 65+ receiving long-term social care support",
     ),
 )
 # Category counts that must add up to their population before rounding.
-PARTITIONS = {"pop_65plus": ("efi_fit", "efi_mild", "efi_moderate", "efi_severe")}
+PARTITIONS = {
+    "pop_65plus": ("efi_fit", "efi_mild", "efi_moderate", "efi_severe"),
+    "pop_75plus": ("hfrs_low", "hfrs_intermediate", "hfrs_high"),
+}
 
 
-def area_counts_sql(persons: Path) -> str:
-    """Exact counts per LSOA, per LAD and for England, one row per area with a `level`."""
+def area_counts_sql(persons: Path, withheld: Withheld) -> str:
+    """Exact counts per LSOA, per LAD and for England, one row per area with a `level`; a count
+    whose inputs are missing is null and `withheld_reason` says why."""
     lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
     sums = ", ".join(f"count(*) FILTER (WHERE {c.condition}) AS {c.name}" for c in COUNTS)
     zero_filled = ", ".join(f"coalesce(c.{c.name}, 0) AS {c.name}" for c in COUNTS)
+    names = ", ".join(f"c.{c.name}" for c in COUNTS)
+    guarded = ", ".join(
+        f"CASE WHEN {withheld.condition(c.measure)} THEN NULL ELSE {c.name} END AS {c.name}"
+        for c in COUNTS
+    )
     return f"""
     WITH persons AS (SELECT * FROM read_parquet({sql_str(persons)})),
-    lookup AS (SELECT lsoa11_code, lad19_code, lad19_name FROM read_csv({lookup}, all_varchar = true)),
+    lookup AS (SELECT lsoa11_code, lad19_code FROM read_csv({lookup}, all_varchar = true)),
     covered AS (SELECT DISTINCT lad19_code FROM persons WHERE lad19_code IS NOT NULL),
     by_lsoa AS (SELECT lsoa11_code, {sums} FROM persons WHERE lsoa11_code IS NOT NULL GROUP BY 1),
-    by_lad AS (SELECT lad19_code, {sums} FROM persons WHERE lad19_code IS NOT NULL GROUP BY 1)
-    SELECT 'lsoa' AS level, l.lsoa11_code AS area_code, l.lad19_code, {zero_filled}
-    FROM lookup l JOIN covered USING (lad19_code) LEFT JOIN by_lsoa c USING (lsoa11_code)
-    UNION ALL
-    SELECT 'lad', c.lad19_code, c.lad19_code, {", ".join(f"c.{c.name}" for c in COUNTS)}
-    FROM by_lad c
-    UNION ALL
-    SELECT 'england', 'E92000001', NULL, {sums} FROM persons
+    by_lad AS (SELECT lad19_code, {sums} FROM persons WHERE lad19_code IS NOT NULL GROUP BY 1),
+    exact AS (
+        SELECT 'lsoa' AS level, l.lsoa11_code AS area_code, l.lad19_code, {zero_filled}
+        FROM lookup l JOIN covered USING (lad19_code) LEFT JOIN by_lsoa c USING (lsoa11_code)
+        UNION ALL
+        SELECT 'lad', c.lad19_code, c.lad19_code, {names} FROM by_lad c
+        UNION ALL
+        SELECT 'england', 'E92000001', NULL, {sums} FROM persons
+    )
+    SELECT level, area_code, lad19_code, {guarded}, {withheld.reason_sql()} AS withheld_reason
+    FROM exact
     ORDER BY level, area_code
     """
 
 
-def build_area_counts(warehouse_dir: Path) -> tuple[Path, int]:
+def build_area_counts(warehouse_dir: Path, withheld: Withheld) -> tuple[Path, int]:
     """Write the private, exact area counts; their path and row count."""
     persons = Path(warehouse_dir) / "measures" / "persons.parquet"
     target = Path(warehouse_dir) / "measures" / "area_counts.parquet"
     con = connect(Path(warehouse_dir) / "tmp")
     try:
-        return target, copy_to_parquet(con, area_counts_sql(persons), target)
+        return target, copy_to_parquet(con, area_counts_sql(persons, withheld), target)
     finally:
         con.close()
 
@@ -113,7 +156,8 @@ def published_area_sql(area_counts: Path, level: str, reference_date: date) -> s
     )
     return f"""
     WITH rounded AS (
-        SELECT {keys}, DATE {sql_str(reference_date)} AS reference_date, {counts}, {flags}
+        SELECT {keys}, DATE {sql_str(reference_date)} AS reference_date, {counts}, {flags},
+               withheld_reason
         FROM read_parquet({sql_str(area_counts)}) WHERE level = {sql_str(level)}
     )
     SELECT *, {rates} FROM rounded
@@ -135,10 +179,13 @@ def column_descriptions() -> dict[str, str]:
         "lad19_code": "lower-tier local authority 2019 code",
         "country_code": "E92000001 (England)",
         "reference_date": "the date the counts are as at",
+        "withheld_reason": "why some counts are null although nothing was suppressed: an "
+        "extract they need was rejected or not delivered; null when nothing was withheld",
     }
     for c in COUNTS:
         described[c.name] = (
-            c.description + "; disclosure controlled (null if 1-7, else rounded to 5)"
+            c.description + "; disclosure controlled (null if 1-7, else rounded to 5); null "
+            "also when withheld (see withheld_reason)"
         )
         described[c.name + "_suppressed"] = f"true when {c.name} was 1-7 and is published as null"
     for r in RATES:

@@ -16,7 +16,8 @@ from indices.areas import (
     column_descriptions,
     published_area_table,
 )
-from indices.duck import connect, sql_str
+from indices.availability import Withheld, withheld_measures
+from indices.duck import connect, query_rows, sql_str
 from indices.measures.persons import build_persons
 from indices.pseudonym import load_key
 from indices.publish import Release, input_record, publish_release
@@ -32,7 +33,13 @@ REFERENCE_FILES = (
     "geography/lsoa11_lad19.csv",
     "frailty/efi_snomed_codes.csv",
     "frailty/efi_deficits.csv",
+    "frailty/hfrs_icd10_weights.csv",
     "frailty/index_bands.csv",
+    "vocabularies/sex_codes.csv",
+    "vocabularies/admission_methods.csv",
+    "vocabularies/asc_event_types.csv",
+    "vocabularies/asc_service_types.csv",
+    "vocabularies/asc_genders.csv",
 )
 
 
@@ -83,9 +90,24 @@ def persons(settings: Settings) -> tuple[Path, int]:
     return build_persons(settings.warehouse_dir, reference_date(settings))
 
 
-def area_counts(settings: Settings) -> tuple[Path, int]:
-    """The private, exact counts per LSOA, LAD and England."""
-    return build_area_counts(settings.warehouse_dir)
+def withheld(settings: Settings) -> Withheld:
+    """What the area counts must withhold, given the ledgers and the authorities covered."""
+    persons_path = Path(settings.warehouse_dir) / "measures" / "persons.parquet"
+    covered = [
+        row[0]
+        for row in query_rows(
+            f"SELECT DISTINCT lad19_code FROM read_parquet({sql_str(persons_path)}) "
+            "WHERE lad19_code IS NOT NULL ORDER BY 1"
+        )
+    ]
+    return withheld_measures(settings.warehouse_dir, covered)
+
+
+def area_counts(settings: Settings) -> tuple[Path, int, Withheld]:
+    """The private, exact counts per LSOA, LAD and England, and what they withhold."""
+    reasons = withheld(settings)
+    path, rows = build_area_counts(settings.warehouse_dir, reasons)
+    return path, rows, reasons
 
 
 def partition_problems(area_counts_path: Path) -> list[str]:
@@ -94,6 +116,7 @@ def partition_problems(area_counts_path: Path) -> list[str]:
     try:
         problems = []
         for total, parts in PARTITIONS.items():
+            # Withheld counts are null and compare as unknown: only known sums are checked.
             rows = con.execute(
                 f"SELECT level, area_code, {total}, {' + '.join(parts)} FROM read_parquet("
                 f"{sql_str(area_counts_path)}) WHERE {total} <> {' + '.join(parts)}"
@@ -233,7 +256,7 @@ def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = 
         column_descriptions=column_descriptions(),
         sort_by=list(dataset.sort_by),
         reference_date=d,
-        inputs=lineage_inputs(settings),
+        inputs=lineage_inputs(settings, SOURCES[:5]),
         count_columns=[c.name for c in COUNTS],
         run_id=run_id,
     )

@@ -38,15 +38,57 @@ def efi_categories() -> list[Band]:
     return result
 
 
+@dataclass(frozen=True)
+class TenthsBand:
+    """An HFRS band in integer tenths of a point: `lowest` and `highest` inclusive, None open."""
+
+    name: str
+    lowest: int | None
+    highest: int | None
+
+
+def tenths(text: str) -> int:
+    """A decimal written with at most one decimal place, as exact integer tenths ("7.1" → 71)."""
+    whole, _, fraction = text.strip().partition(".")
+    if len(fraction) > 1 or not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(f"expected a number with at most one decimal place, got {text!r}")
+    return int(whole) * 10 + int(fraction or 0)
+
+
+def hfrs_weights() -> dict[str, int]:
+    """HFRS weights per three-character ICD-10 group, in integer tenths."""
+    weights = pd.read_csv(reference_path("frailty/hfrs_icd10_weights.csv"), dtype=str)
+    return {row.icd10_3char: tenths(row.weight) for row in weights.itertuples()}
+
+
+def hfrs_bands() -> list[TenthsBand]:
+    """HFRS bands from `index_bands.csv`, with their inclusive edges in tenths."""
+    bands = pd.read_csv(reference_path("frailty/index_bands.csv"), dtype=str, keep_default_na=False)
+    result = []
+    for row in bands[bands["index"] == "hfrs"].itertuples():
+        lowest = highest = None
+        if row.lower:
+            lowest = tenths(row.lower) + (0 if row.lower_inclusive == "true" else 1)
+        if row.upper:
+            highest = tenths(row.upper) - (0 if row.upper_inclusive == "true" else 1)
+        result.append(TenthsBand(row.band, lowest, highest))
+    return result
+
+
 def deficit_column(deficit_id: str) -> str:
     """The person table's flag column of one eFI deficit, e.g. `efi_activity_limitation`."""
     return "efi_" + deficit_id.replace("-", "_")
 
 
-def persons_sql(patients: Path, events: Path, medications: Path, reference_date: date) -> str:
+def persons_sql(conformed: Path, reference_date: date) -> str:
     """SQL for the person table as at `reference_date`, exactly as the definitions say."""
+
+    def table(source: str) -> str:
+        return f"read_parquet({sql_str(Path(conformed) / f'{source}.parquet')})"
+
     d = f"DATE {sql_str(reference_date)}"
     one_year_before = f"DATE {sql_str(years_before(reference_date, 1))}"
+    two_years_before = f"DATE {sql_str(years_before(reference_date, 2))}"
     deficits = efi_deficits()["deficit_id"].tolist()
     flags = ",\n".join(
         f"CASE WHEN p.age >= 65 THEN coalesce(bool_or(x.deficit_id = {sql_str(i)}), false) END "
@@ -57,9 +99,16 @@ def persons_sql(patients: Path, events: Path, medications: Path, reference_date:
         f"WHEN efi_deficits BETWEEN {b.lowest} AND {b.highest} THEN {sql_str(b.name)}"
         for b in efi_categories()
     )
+    hfrs_band = " ".join(
+        f"WHEN hfrs_tenths BETWEEN {b.lowest if b.lowest is not None else -1} "
+        f"AND {b.highest if b.highest is not None else 1_000_000} THEN {sql_str(b.name)}"
+        for b in hfrs_bands()
+    )
+    weights = ", ".join(f"({sql_str(code)}, {w})" for code, w in hfrs_weights().items())
+    diagnoses = ", ".join(f"diag_4_{i:02d}" for i in range(1, 21))
     codes = sql_str(reference_path("frailty/efi_snomed_codes.csv"))
     return f"""
-    WITH register AS (SELECT * FROM read_parquet({sql_str(patients)})),
+    WITH register AS (SELECT * FROM {table("gp_patients")}),
     died AS (SELECT DISTINCT person_id FROM register WHERE date_of_death <= {d}),
     covering AS (
         SELECT *, row_number() OVER (
@@ -78,13 +127,13 @@ def persons_sql(patients: Path, events: Path, medications: Path, reference_date:
     older AS (SELECT person_id FROM population WHERE age >= 65),
     coded AS (
         SELECT DISTINCT e.person_id, c.deficit_id
-        FROM read_parquet({sql_str(events)}) e
+        FROM {table("gp_events")} e
         JOIN read_csv({codes}, all_varchar = true) c USING (snomed_code)
         WHERE e.event_date <= {d} AND e.person_id IN (SELECT person_id FROM older)
     ),
     polypharmacy AS (
         SELECT person_id, {sql_str(POLYPHARMACY)} AS deficit_id
-        FROM read_parquet({sql_str(medications)})
+        FROM {table("gp_medications")}
         WHERE issue_date > {one_year_before} AND issue_date <= {d}
           AND person_id IN (SELECT person_id FROM older)
         GROUP BY person_id
@@ -97,16 +146,46 @@ def persons_sql(patients: Path, events: Path, medications: Path, reference_date:
                {flags}
         FROM population p LEFT JOIN present x USING (person_id)
         GROUP BY p.person_id, p.lsoa11_code, p.sex, p.age
+    ),
+    hfrs_weights(icd10_3char, tenths) AS (VALUES {weights}),
+    episode_groups AS (
+        SELECT DISTINCT person_id, substr(code, 1, 3) AS icd10_3char
+        FROM (
+            SELECT person_id, {diagnoses} FROM {table("hes_apc")}
+            WHERE epistart > {two_years_before} AND epistart <= {d}
+              AND person_id IN (SELECT person_id FROM population WHERE age >= 75)
+        ) UNPIVOT (code FOR position IN ({diagnoses}))
+    ),
+    hfrs AS (
+        SELECT person_id, sum(tenths) AS hfrs_tenths
+        FROM episode_groups JOIN hfrs_weights USING (icd10_3char) GROUP BY person_id
+    ),
+    long_term_support AS (
+        SELECT DISTINCT person_id FROM {table("asc_cld")}
+        WHERE event_type = 'Service' AND starts_with(service_type, 'Long Term Support')
+          AND event_start_date <= {d} AND (event_end_date IS NULL OR event_end_date >= {d})
+    ),
+    measured AS (
+        SELECT f.*,
+               CASE WHEN f.age >= 75 THEN coalesce(h.hfrs_tenths, 0) END AS hfrs_tenths,
+               CASE WHEN f.age >= 65 THEN l.person_id IS NOT NULL END AS long_term_support
+        FROM flagged f
+        LEFT JOIN hfrs h USING (person_id)
+        LEFT JOIN long_term_support l USING (person_id)
     )
-    SELECT f.person_id, f.lsoa11_code, g.lad19_code, f.age, f.sex,
-           f.efi_deficits,
-           f.efi_deficits / {len(deficits)} AS efi,
+    SELECT m.person_id, m.lsoa11_code, g.lad19_code, m.age, m.sex,
+           m.efi_deficits,
+           m.efi_deficits / {len(deficits)} AS efi,
            CASE {categories} END AS efi_category,
-           f.* EXCLUDE (person_id, lsoa11_code, age, sex, efi_deficits)
-    FROM flagged f
+           CAST(m.hfrs_tenths AS INTEGER) AS hfrs_tenths,
+           CASE {hfrs_band} END AS hfrs_band,
+           m.long_term_support,
+           m.* EXCLUDE (person_id, lsoa11_code, age, sex, efi_deficits, hfrs_tenths,
+                        long_term_support)
+    FROM measured m
     LEFT JOIN read_csv({sql_str(reference_path("geography/lsoa11_lad19.csv"))},
                        all_varchar = true) g USING (lsoa11_code)
-    ORDER BY f.person_id
+    ORDER BY m.person_id
     """
 
 
@@ -114,13 +193,7 @@ def build_persons(
     warehouse_dir: Path, reference_date: date, con: duckdb.DuckDBPyConnection | None = None
 ) -> tuple[Path, int]:
     """Write `measures/persons.parquet` in the warehouse; its path and row count."""
-    conformed = Path(warehouse_dir) / "conformed"
-    query = persons_sql(
-        conformed / "gp_patients.parquet",
-        conformed / "gp_events.parquet",
-        conformed / "gp_medications.parquet",
-        reference_date,
-    )
+    query = persons_sql(Path(warehouse_dir) / "conformed", reference_date)
     target = Path(warehouse_dir) / "measures" / "persons.parquet"
     own = con is None
     con = con or connect(Path(warehouse_dir) / "tmp")

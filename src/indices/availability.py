@@ -1,0 +1,106 @@
+"""Which published figures can be trusted: a count whose inputs were rejected or never arrived
+is withheld (null, with a stated reason), never published as a silently low number.
+
+Measures and the sources they need: the population needs the GP register; the eFI needs GP
+events and medications; the HFRS needs hospital episodes; long-term support needs each local
+authority's social care extract, so it is withheld per authority (and for England with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indices.duck import sql_str
+from indices.sources.conform import read_sidecar, sidecar_path
+from indices.sources.extracts import parse_extract_name
+
+NATIONAL_SOURCES = {
+    "population": ("gp_patients",),
+    "efi": ("gp_events", "gp_medications"),
+    "hfrs": ("hes_apc",),
+}
+PER_AUTHORITY = {"lts": "asc_cld"}
+
+
+@dataclass
+class Withheld:
+    """Reasons, per measure, for withholding it everywhere or in some local authorities."""
+
+    everywhere: dict[str, str] = field(default_factory=dict)
+    by_lad: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def condition(self, measure: str) -> str:
+        """SQL, over rows with `level` and `lad19_code`, true where the measure is withheld."""
+        if "population" in self.everywhere or measure in self.everywhere:
+            return "true"
+        lads = self.by_lad.get(measure)
+        if not lads:
+            return "false"
+        codes = ", ".join(sql_str(code) for code in sorted(lads))
+        return f"(level = 'england' OR lad19_code IN ({codes}))"
+
+    def reason_sql(self) -> str:
+        """SQL text of the reasons that apply to a row, or null."""
+        parts = [f"{sql_str(f'{m}: {r}')}" for m, r in sorted(self.everywhere.items())]
+        for measure, lads in sorted(self.by_lad.items()):
+            for lad, reason in sorted(lads.items()):
+                parts.append(
+                    f"CASE WHEN level = 'england' OR lad19_code = {sql_str(lad)} "
+                    f"THEN {sql_str(f'{measure}: {reason}')} END"
+                )
+        if not parts:
+            return "CAST(NULL AS VARCHAR)"
+        return f"nullif(concat_ws('; ', {', '.join(parts)}), '')"
+
+    def describe(self) -> list[str]:
+        lines = [f"{m} withheld everywhere: {r}" for m, r in sorted(self.everywhere.items())]
+        for measure, lads in sorted(self.by_lad.items()):
+            lines += [f"{measure} withheld in {lad}: {r}" for lad, r in sorted(lads.items())]
+        return lines
+
+
+def _problem(warehouse_dir: Path, source: str) -> str | None:
+    """Why a national source cannot be used, or None when it can."""
+    if not sidecar_path(warehouse_dir, source).exists():
+        return f"{source} was not conformed"
+    ledger = read_sidecar(warehouse_dir, source)["ledger"]
+    rejected = [r["reason"] for r in ledger if r["outcome"] == "rejected"]
+    if rejected:
+        return f"{source} extract rejected ({'; '.join(rejected)})"
+    if not ledger:
+        return f"no {source} extract"
+    return None
+
+
+def withheld_measures(warehouse_dir: Path, covered_lads: Iterable[str]) -> Withheld:
+    """What must be withheld, given the ledgers of the current conformed sources."""
+    result = Withheld()
+    for measure, sources in NATIONAL_SOURCES.items():
+        problems = [p for p in (_problem(warehouse_dir, s) for s in sources) if p]
+        if problems:
+            result.everywhere[measure] = "; ".join(problems)
+    for measure, source in PER_AUTHORITY.items():
+        usable: set[str] = set()
+        rejected: dict[str, str] = {}
+        if sidecar_path(warehouse_dir, source).exists():
+            sidecar = read_sidecar(warehouse_dir, source)
+            reasons = {
+                r["file"]: r["reason"] for r in sidecar["ledger"] if r["outcome"] == "rejected"
+            }
+            for record in sidecar["inputs"]:
+                path = Path(record["path"])
+                lad = parse_extract_name(path, source).lad19_code
+                if path.name in reasons:
+                    rejected[lad] = f"{source} extract rejected ({reasons[path.name]})"
+                else:
+                    usable.add(lad)
+        missing = {
+            lad: rejected.get(lad, f"no {source} extract from {lad}")
+            for lad in covered_lads
+            if lad not in usable
+        }
+        if missing:
+            result.by_lad[measure] = missing
+    return result
