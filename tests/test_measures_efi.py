@@ -170,3 +170,19 @@ def test_under_65_has_no_efi(conformed, deficit_codes):
     conformed.event("young", "2020-01-01", deficit_codes["falls"])
     person = persons_table(conformed)["young"]
     assert person["efi_deficits"] is None and person["efi_category"] is None
+
+
+def test_implausible_efi_shares_are_reported(conformed, deficit_codes):
+    from indices import steps
+    from indices.settings import Settings
+
+    for i in range(10):
+        with_deficits(
+            conformed, f"frail{i}", [deficit_codes[d] for d in sorted(deficit_codes)[:14]]
+        )
+    root = conformed.write()
+    build_persons(root, D)
+    settings = Settings.resolve("unused", root, "unused")
+    problems, observed = steps.implausible_shares(settings, "efi")
+    assert observed == {"severe": 1.0}
+    assert [p.split(":")[0] for p in problems] == ["fit", "mild", "moderate", "severe"]

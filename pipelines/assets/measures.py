@@ -43,6 +43,24 @@ def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicates": duplicates})
 
 
+def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=persons,
+        name=f"{measure}_shares_plausible",
+        blocking=False,
+        description=f"{label} shares are near the published ones (a warning only).",
+    )
+    def _check(settings: IndicesSettings) -> dg.AssetCheckResult:
+        problems, observed = steps.implausible_shares(settings.resolve(), measure)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"observed": dg.MetadataValue.json(observed), "far": "; ".join(problems)},
+        )
+
+    return _check
+
+
 @dg.asset(
     key=["measures", "area_counts"],
     group_name="measures",
@@ -90,5 +108,11 @@ def every_lsoa_present(settings: IndicesSettings) -> dg.AssetCheckResult:
 
 definitions = dg.Definitions(
     assets=[persons, area_counts],
-    asset_checks=[one_row_per_person, categories_add_up, every_lsoa_present],
+    asset_checks=[
+        one_row_per_person,
+        plausible_shares_check("efi", "eFI category (65+)"),
+        plausible_shares_check("hfrs", "HFRS band (75+)"),
+        categories_add_up,
+        every_lsoa_present,
+    ],
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 
 from indices.areas import (
@@ -31,6 +32,7 @@ SOURCES = (*GP_SOURCES, "hes_apc", "asc_cld", "fingertips")
 REQUIRED_SOURCES = GP_SOURCES  # without these there is no population and no eFI
 REFERENCE_FILES = (
     "geography/lsoa11_lad19.csv",
+    "frailty/plausible_shares.csv",
     "frailty/efi_snomed_codes.csv",
     "frailty/efi_deficits.csv",
     "frailty/hfrs_icd10_weights.csv",
@@ -88,6 +90,30 @@ def conform(settings: Settings, source: str) -> SourceResult:
 def persons(settings: Settings) -> tuple[Path, int]:
     """The private person-level table as at the reference date."""
     return build_persons(settings.warehouse_dir, reference_date(settings))
+
+
+def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dict[str, float]]:
+    """Categories whose share of persons is far from the expected one (a warning, not an
+    error: real areas differ); the problems and the observed shares."""
+    from indices.reference import reference_path
+
+    expected = pd.read_csv(reference_path("frailty/plausible_shares.csv"))
+    expected = expected[expected["measure"] == measure]
+    column, age = {"efi": ("efi_category", 65), "hfrs": ("hfrs_band", 75)}[measure]
+    persons_path = Path(settings.warehouse_dir) / "measures" / "persons.parquet"
+    observed = dict(
+        query_rows(
+            f"SELECT {column}, count(*) / sum(count(*)) OVER () FROM "
+            f"read_parquet({sql_str(persons_path)}) WHERE age >= {age} GROUP BY 1"
+        )
+    )
+    problems = [
+        f"{row.category}: {observed.get(row.category, 0):.1%}, expected about "
+        f"{row.expected_share:.0%} ± {row.tolerance:.0%}"
+        for row in expected.itertuples()
+        if abs(observed.get(row.category, 0) - row.expected_share) > row.tolerance
+    ]
+    return problems, {k: round(v, 4) for k, v in observed.items() if k is not None}
 
 
 def withheld(settings: Settings) -> Withheld:
