@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-_TYPES = {"datetime64[ms]": "date", "str": "string", "float64": "double"}
+from indices.schemas import column_type
 
 
 def table_schema(schema: pa.DataFrameSchema) -> dg.TableSchema:
@@ -15,7 +15,7 @@ def table_schema(schema: pa.DataFrameSchema) -> dg.TableSchema:
         columns=[
             dg.TableColumn(
                 name,
-                _TYPES.get(str(column.dtype), str(column.dtype)),
+                column_type(column),
                 description=column.description or "",
                 constraints=dg.TableColumnConstraints(nullable=column.nullable),
             )

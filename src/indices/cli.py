@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--out", required=True, help="raw folder to write")
 
+    commands.add_parser("dictionary", help="print the data dictionary (Markdown)")
+
     releases = commands.add_parser("releases", help="list published releases")
     releases.add_argument("dataset", nargs="?")
     releases.add_argument("--publish-dir")
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": _run, "synth": _synth, "releases": _releases}[args.command](args)
+        commands = {"run": _run, "synth": _synth, "releases": _releases, "dictionary": _dictionary}
+        return commands[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"indices: error: {error}", file=sys.stderr)
         return 2
@@ -126,6 +129,13 @@ def _synth(args: argparse.Namespace) -> int:
     )
     files = summary.get("files", {})
     print(f"indices: wrote {len(files)} files to {args.out}")
+    return 0
+
+
+def _dictionary(args: argparse.Namespace) -> int:
+    from indices.dictionary import data_dictionary
+
+    print(data_dictionary(), end="")
     return 0
 
 

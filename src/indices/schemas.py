@@ -181,6 +181,14 @@ def conformed_schemas() -> dict[str, pa.DataFrameSchema]:
     }
 
 
+def column_type(column: pa.Column) -> str:
+    """A plain type name for documentation and Dagster's table schema."""
+    dtype = str(column.dtype)
+    if dtype.startswith("datetime64"):
+        return "date"
+    return {"str": "text", "float64": "double", "int64": "integer"}.get(dtype, dtype)
+
+
 def iter_batches(path: Path, batch_rows: int = 250_000) -> Iterator[pd.DataFrame]:
     """A Parquet file as pandas frames of bounded size, dates as datetime64."""
     with pq.ParquetFile(path) as parquet:
