@@ -436,7 +436,8 @@ def test_hes_parquet_extract_of_strings_conforms_like_csv(registered):
     raw, warehouse = registered
     rows = [
         hes_row("943-476-5919", "1", admidate="1800-01-01", diag_4_02="f00.1"),
-        hes_row(V0, "1", admidate="1800-01-01"),  # conflicting version of episode 1
+        hes_row(V0, "7", diag_4_01="I10"),  # one version of episode 7
+        hes_row(V0, "7", diag_4_01="I11"),  # another
         hes_row(V1, "2", epistart="01/02/2024", diag_4_01="G309D", admimeth="2a"),
         hes_row(V1, "2", epistart="01/02/2024", diag_4_01="G309D", admimeth="2a"),  # duplicate
         hes_row(V2, "3", diag_4_01="XYZ", admimeth="99"),
@@ -452,35 +453,46 @@ def test_hes_parquet_extract_of_strings_conforms_like_csv(registered):
     csv_reasons = quarantine_reasons(from_csv)
 
     (raw / "hes_apc" / HES_FILE).unlink()
-    table = pa.table(
-        {name: pa.array([r[i] for r in rows], pa.string()) for i, name in enumerate(header)}
-    )
-    pq.write_table(table, raw / "hes_apc" / "hes_apc_2025-03-31.parquet")
+    columns = {  # every column a string; blank cells as nulls
+        name: pa.array([r[i] or None for r in rows], pa.string()) for i, name in enumerate(header)
+    }
+    pq.write_table(pa.table(columns), raw / "hes_apc" / "hes_apc_2025-03-31.parquet")
     from_parquet = conform(raw, warehouse, "hes_apc")
     entry = only_entry(from_parquet)
 
     assert csv_reasons == {
-        1: "conflicting_duplicate",
         2: "conflicting_duplicate",
-        4: "duplicate",
-        6: "unknown_person",
-        7: "invalid_nhs_number",
-        8: "implausible_date",
+        3: "conflicting_duplicate",
+        5: "duplicate",
+        7: "unknown_person",
+        8: "invalid_nhs_number",
+        9: "implausible_date",
     }
     assert quarantine_reasons(from_parquet) == csv_reasons
     assert rows_of(from_parquet.conformed_path, "*", "epikey") == csv_rows
-    assert len(csv_rows) == 2
     assert (entry.rows_read, entry.conformed, entry.quarantined, entry.corrections) == (
         csv_entry.rows_read,
         csv_entry.conformed,
         csv_entry.quarantined,
         csv_entry.corrections,
     )
-    assert entry.corrections == {"uk_date": 1, "icd10_emptied": 1, "unknown_admimeth": 1}
-    assert rows_of(from_parquet.conformed_path, "diag_4_01, admimeth", "epikey") == [
-        ("G309", "2A"),
-        (None, None),
+    assert entry.rows_read == 9 and entry.conformed == 3
+    assert entry.corrections == {
+        "nhs_normalised": 1,
+        "sentinel_date": 1,
+        "uk_date": 1,
+        "icd10_emptied": 1,
+        "unknown_admimeth": 1,
+    }
+    columns = (
+        "epikey, person_id, admidate::VARCHAR, epistart::VARCHAR, admimeth, diag_4_01, diag_4_02"
+    )
+    assert rows_of(from_parquet.conformed_path, columns, "epikey") == [
+        ("1", person_id(V0), None, "2024-01-01", "21", "R54", "F001"),
+        ("2", person_id(V1), "2024-01-01", "2024-02-01", "2A", "G309", None),
+        ("3", person_id(V2), "2024-01-01", "2024-01-01", None, None, None),
     ]
+    assert_no_nhs_number_stored(warehouse, "9434765918", "943-476-5919")
 
 
 # -- asc_cld ---------------------------------------------------------------------------------------
@@ -704,6 +716,27 @@ def test_asc_missing_unneeded_columns_are_reported_and_extra_ones_ignored(regist
 
 
 # -- every source ----------------------------------------------------------------------------------
+
+
+def test_end_dates_may_be_future_but_not_before_1900(registered):
+    raw, warehouse = registered
+    rows = [
+        hes_row(V0, "1", epiend="2025-06-30", disdate="2025-06-30"),  # 1 planned: fine
+        hes_row(V0, "2", epiend="1899-12-31"),  # 2
+        hes_row(V0, "3", disdate="1850-06-01"),  # 3
+    ]
+    write_csv(raw / "hes_apc" / HES_FILE, HES_HEADER, rows)
+    hes = conform(raw, warehouse, "hes_apc")
+    assert quarantine_reasons(hes) == {2: "implausible_date", 3: "implausible_date"}
+    assert only_entry(hes).conformed == 1
+    rows = [
+        asc_row(V0, "C1", Event_End_Date="31/12/2026"),  # 1 planned: fine
+        asc_row(V0, "C2", Event_End_Date="31/12/1899"),  # 2
+    ]
+    write_csv(raw / "asc_cld" / ASC_FILE, ASC_HEADER, rows)
+    asc = conform(raw, warehouse, "asc_cld")
+    assert quarantine_reasons(asc) == {2: "implausible_date"}
+    assert only_entry(asc).conformed == 1
 
 
 @pytest.mark.parametrize(

@@ -209,20 +209,21 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def count_data_rows(extract: Extract) -> int:
-    """The data rows of a raw file counted afresh, independently of the conform engine: lines
-    after the header (a last line without a newline counts), or Parquet's row count."""
+    """The data rows of a raw file counted afresh, independently of the conform engine: the
+    non-blank lines after the header (a last line without a newline counts), or Parquet's row
+    count."""
     if extract.fmt == "parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(extract.path).metadata.num_rows
-    lines, last = 0, b""
+    rows, carry = 0, b""
     with _open_binary(extract.path) as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last and last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
+            lines = (carry + chunk).split(b"\n")
+            carry = lines.pop()  # the last, possibly incomplete, line
+            rows += sum(1 for line in lines if line.strip())
+    rows += 1 if carry.strip() else 0
+    return max(rows - 1, 0)  # blank lines hold no row; the header is not one
 
 
 def _lf_copy(path: Path, spill_dir: Path) -> Path:
@@ -414,7 +415,11 @@ def _parsed_columns(column: RawColumn) -> list[str]:
             f"coalesce(NOT regexp_full_match(upper({t}), '[0-9A-Z]{{9,15}}'), true) AS code_{n}",
         ]
     if column.kind is Kind.INTEGER:
-        return [f"TRY_CAST({t} AS BIGINT) AS v_{n}", f"TRY_CAST({t} AS BIGINT) IS NULL AS code_{n}"]
+        whole = f"coalesce(regexp_full_match({t}, '[0-9]{{1,18}}'), false)"
+        return [
+            f"CASE WHEN {whole} THEN CAST({t} AS BIGINT) END AS v_{n}",
+            f"NOT {whole} AS code_{n}",
+        ]
     if column.kind is Kind.AREA_CODE:
         return [
             f"upper({t}) AS v_{n}",
@@ -472,13 +477,12 @@ def _reason_sql(layout: SourceLayout) -> str:
         cases.append(f"WHEN {any_of(f'v_{c} IS NULL' for c in required_text)} THEN 'missing_value'")
     if dates:
         cases.append(f"WHEN {any_of(f'bad_{d.output}' for d in dates)} THEN 'invalid_date'")
-        plausible = [d.output for d in dates if d.plausible]
-        if plausible:
-            implausible = any_of(
-                f"v_{d} > extract_date OR v_{d} < DATE {sql_str(EARLIEST_PLAUSIBLE)}"
-                for d in plausible
-            )
-            cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
+        implausible = any_of(
+            f"v_{d.output} < DATE {sql_str(EARLIEST_PLAUSIBLE)}"
+            + ("" if d.may_be_future else f" OR v_{d.output} > extract_date")
+            for d in dates
+        )
+        cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
     if codes:
         cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
     return "CASE " + " ".join(cases) + " END"

@@ -34,7 +34,7 @@ class RawColumn:
     kind: Kind
     needed: bool = True
     required_value: bool = False  # blank is a fault
-    plausible: bool = True  # dates only: after the extract date or before 1900 is a fault
+    may_be_future: bool = False  # dates only: else after the extract date is a fault
     sentinels: bool = False  # dates only: HES 1800-01-01 and 1801-01-01 mean no date
     vocabulary: str | None = None  # reference file and column, "file.csv:column"
     unknown_value: str | None = None  # what an out-of-vocabulary value becomes
@@ -83,7 +83,7 @@ LAYOUTS: dict[str, SourceLayout] = {
                 RawColumn("lsoa11_code", Kind.LSOA),
                 RawColumn("practice_code", Kind.TEXT, needed=False),
                 RawColumn("registration_start", Kind.DATE, required_value=True),
-                RawColumn("registration_end", Kind.DATE, plausible=False),
+                RawColumn("registration_end", Kind.DATE, may_be_future=True),
                 RawColumn("date_of_death", Kind.DATE),
             ),
             is_register=True,
@@ -115,8 +115,8 @@ LAYOUTS: dict[str, SourceLayout] = {
                 # An episode with no start cannot be placed in the HFRS window: a blank or
                 # sentinel start is a fault, where the other HES dates may be missing.
                 RawColumn("epistart", Kind.DATE, required_value=True),
-                RawColumn("epiend", Kind.DATE, needed=False, sentinels=True, plausible=False),
-                RawColumn("disdate", Kind.DATE, needed=False, sentinels=True, plausible=False),
+                RawColumn("epiend", Kind.DATE, needed=False, sentinels=True, may_be_future=True),
+                RawColumn("disdate", Kind.DATE, needed=False, sentinels=True, may_be_future=True),
                 RawColumn(
                     "admimeth",
                     Kind.VOCABULARY,
@@ -147,7 +147,7 @@ LAYOUTS: dict[str, SourceLayout] = {
                 ),
                 RawColumn("Event_Start_Date", Kind.UK_DATE, required_value=True),
                 # Planned end dates may lie after the extract date.
-                RawColumn("Event_End_Date", Kind.UK_DATE, plausible=False),
+                RawColumn("Event_End_Date", Kind.UK_DATE, may_be_future=True),
                 RawColumn(
                     "Service_Type",
                     Kind.VOCABULARY,
