@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.assets import conformed, measures, published
+from pipelines.assets import conformed, indices, measures, published
 from pipelines.resources import IndicesSettings
 
 main_job = dg.define_asset_job(
@@ -24,6 +24,7 @@ defs = dg.Definitions.merge(
     conformed.definitions,
     measures.definitions,
     published.definitions,
+    indices.definitions,
     dg.Definitions(
         jobs=[main_job],
         schedules=[nightly],

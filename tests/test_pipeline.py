@@ -36,11 +36,13 @@ def test_definitions_load():
         "published/frailty_lad",
         "published/frailty_england",
         "published/ingest_ledger",
+        "indices/imd2019",
+        "indices/frailty_index",
     } <= keys
     assert defs.resolve_job_def("main") is not None
     assert defs.resolve_schedule_def("nightly").execution_timezone == "Europe/London"
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"conformed", "measures", "published"}
+    assert groups == {"conformed", "measures", "published", "indices"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_the_whole_job_materialises_on_the_demo_extracts(demo_run):
     settings, result = demo_run
     assert result.success
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(materialised) == 12
+    assert len(materialised) == 14
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 
@@ -80,7 +82,7 @@ def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
     ).stdout
     england, lads, latest = eval(output)  # a tuple printed by the child process
     assert england >= 10 and england % 5 == 0
-    assert lads == 3 and latest == 4
+    assert lads == 3 and latest == 9
 
 
 def test_published_counts_follow_the_persons(demo_run):

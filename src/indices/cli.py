@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--out", required=True, help="raw folder to write")
 
+    composite = commands.add_parser(
+        "composite", help="compute an index spec on any table, outside Dagster"
+    )
+    composite.add_argument("spec", help="the index spec (YAML)")
+    composite.add_argument("--input", help="CSV or Parquet table replacing the spec's first input")
+    composite.add_argument("--output", required=True, help="the small-area results (.parquet)")
+    composite.add_argument(
+        "--steps-dir", help="also write every step's values (raw ... aggregated) here"
+    )
+    composite.add_argument("--warehouse-dir", help="for specs that read `warehouse:` inputs")
+
     commands.add_parser("dictionary", help="print the data dictionary (Markdown)")
 
     releases = commands.add_parser("releases", help="list published releases")
@@ -64,9 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"run": _run, "synth": _synth, "releases": _releases, "dictionary": _dictionary}
+        commands = {
+            "run": _run,
+            "synth": _synth,
+            "releases": _releases,
+            "dictionary": _dictionary,
+            "composite": _composite,
+        }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError) as error:
+        # SpecError is a ValueError: each of its lines names a field and the allowed values.
         print(f"indices: error: {error}", file=sys.stderr)
         return 2
 
@@ -129,6 +147,44 @@ def _synth(args: argparse.Namespace) -> int:
     )
     files = summary.get("files", {})
     print(f"indices: wrote {len(files)} files to {args.out}")
+    return 0
+
+
+def _composite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from indices.composite.engine import compute, load_inputs
+    from indices.composite.spec import load_spec
+
+    spec = load_spec(args.spec)
+    warehouse = Settings.resolve(warehouse_dir=args.warehouse_dir).warehouse_dir
+    override = Path(args.input) if args.input else None
+    result = compute(spec, load_inputs(spec, warehouse, override))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(result.units, preserve_index=False), output)
+    written = [output]
+    extra = {"summaries": result.summaries, "uncertainty": result.uncertainty}
+    for name, frame in extra.items():
+        if frame is not None:
+            path = output.with_name(f"{output.stem}_{name}.parquet")
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+            written.append(path)
+    if args.steps_dir:
+        folder = Path(args.steps_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for step, frame in result.steps.items():
+            path = folder / f"{step}.parquet"
+            pq.write_table(pa.Table.from_pandas(frame.reset_index()), path)
+            written.append(path)
+    for name, weights in result.weights.items():
+        print(f"weights of {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in weights.items()))
+    imputed = {k: v for k, v in result.imputed.items() if v}
+    print(f"imputed: {imputed or 'none'}")
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 

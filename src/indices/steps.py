@@ -286,3 +286,46 @@ def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = 
         count_columns=[c.name for c in COUNTS],
         run_id=run_id,
     )
+
+
+# -- composite indices ---------------------------------------------------------------------------
+
+
+def index_spec_paths() -> list[Path]:
+    """Every index spec in `data/reference/indices/`: a new index is a new file there."""
+    from indices.reference import reference_dir
+
+    return sorted((reference_dir() / "indices").glob("*.yaml"))
+
+
+def index_warehouse_inputs(spec) -> list[str]:
+    """The warehouse tables an index reads, e.g. `measures/area_counts.parquet`."""
+    return [
+        i.path.removeprefix("warehouse:") for i in spec.inputs if i.path.startswith("warehouse:")
+    ]
+
+
+def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | None = None):
+    """Compute an index from its spec and publish its datasets; the result and releases."""
+    from indices.composite.engine import compute, load_inputs, resolve_path
+    from indices.composite.release import publish_index
+    from indices.composite.spec import load_spec
+
+    spec = load_spec(spec_path)
+    result = compute(spec, load_inputs(spec, settings.warehouse_dir))
+    uses_warehouse = bool(index_warehouse_inputs(spec))
+    inputs = [
+        input_record(resolve_path(spec, i.path, settings.warehouse_dir), f"index input/{i.path}")
+        for i in spec.inputs
+        if not i.path.startswith("warehouse:")
+    ]
+    if uses_warehouse:
+        inputs += lineage_inputs(settings, SOURCES[:5])
+    releases = publish_index(
+        result,
+        settings.publish_dir,
+        inputs,
+        reference_date(settings) if uses_warehouse else None,
+        run_id,
+    )
+    return result, releases

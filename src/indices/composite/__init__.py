@@ -1,0 +1,1 @@
+"""The composite index engine: declarative specs, named swappable methods, every step kept."""

@@ -1,0 +1,362 @@
+"""The composite engine: spec → inputs → indicators → impute → treat → normalise → weight →
+aggregate → score, rank, decile; then area summaries and rank uncertainty. Every step's values
+are kept, so each can be inspected and compared."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from indices.composite import methods
+from indices.composite.spec import IndexSpec, Indicator, Node, SpecError
+from indices.duck import connect, ident, sql_str
+from indices.reference import reference_dir
+
+STEPS = ("raw", "imputed", "treated", "normalised", "aggregated")
+SUMMARY_MEASURES = (
+    "average_score",
+    "average_rank",
+    "proportion_most_deprived_10pct",
+    "extent",
+    "local_concentration",
+)
+
+
+@dataclass
+class Result:
+    """An index computed: per-unit outputs, every step's values and what the methods decided."""
+
+    spec: IndexSpec
+    units: pd.DataFrame
+    steps: dict[str, pd.DataFrame]
+    imputed: dict[str, int]
+    weights: dict[str, dict[str, float]]
+    treatment: dict[str, dict]
+    summaries: pd.DataFrame | None = None
+    uncertainty: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def resolve_path(spec: IndexSpec, path: str, warehouse_dir: Path | None) -> Path:
+    """`reference:<file>`, `warehouse:<file>`, or a path absolute or relative to the spec."""
+    if path.startswith("reference:"):
+        return reference_dir() / path.removeprefix("reference:")
+    if path.startswith("warehouse:"):
+        if warehouse_dir is None:
+            raise SpecError(f"{spec.name}: input {path} needs the warehouse folder")
+        return Path(warehouse_dir) / path.removeprefix("warehouse:")
+    candidate = Path(path)
+    if not candidate.is_absolute() and spec.source is not None:
+        candidate = spec.source.parent / candidate
+    return candidate
+
+
+def _reader(path: Path) -> str:
+    if not path.exists():
+        raise SpecError(f"input {path} does not exist")
+    if path.suffix == ".parquet":
+        return f"read_parquet({sql_str(path)})"
+    return f"read_csv({sql_str(path)}, header = true)"
+
+
+def load_inputs(
+    spec: IndexSpec, warehouse_dir: Path | None = None, override: Path | None = None
+) -> pd.DataFrame:
+    """The spec's input tables joined on the unit key (the first table defines the units).
+    `override` replaces the first table, for `indices composite SPEC --input FILE`."""
+    con = connect()
+    try:
+        tables = []
+        for number, source in enumerate(spec.inputs):
+            path = (
+                override
+                if (number == 0 and override)
+                else resolve_path(spec, source.path, warehouse_dir)
+            )
+            renames = ", ".join(f"{ident(a)} AS {ident(b)}" for a, b in source.rename.items())
+            select = f"* RENAME ({renames})" if renames else "*"
+            query = f"SELECT {select} FROM {_reader(Path(path))}"
+            if source.where:
+                query += f" WHERE {source.where}"
+            if source.columns:
+                query = f"SELECT {', '.join(ident(c) for c in source.columns)} FROM ({query})"
+            con.execute(f"CREATE TEMP TABLE t{number} AS {query}")
+            columns = [r[0] for r in con.execute(f"DESCRIBE t{number}").fetchall()]
+            if spec.unit not in columns:
+                raise SpecError(f"{spec.name}: input {source.path} has no unit column {spec.unit}")
+            tables.append(columns)
+        duplicates = con.execute(
+            f"SELECT {ident(spec.unit)} FROM t0 GROUP BY 1 HAVING count(*) > 1 LIMIT 3"
+        ).fetchall()
+        if duplicates:
+            raise SpecError(
+                f"{spec.name}: unit {spec.unit} is not unique in {spec.inputs[0].path}, "
+                f"e.g. {duplicates[0][0]}"
+            )
+        seen = set(tables[0])
+        selects, joins = ["t0.*"], []
+        for number in range(1, len(tables)):
+            new = [c for c in tables[number] if c not in seen]
+            seen.update(new)
+            selects += [f"t{number}.{ident(c)}" for c in new]
+            joins.append(f"LEFT JOIN t{number} USING ({ident(spec.unit)})")
+        frame = con.execute(
+            f"SELECT {', '.join(selects)} FROM t0 {' '.join(joins)} ORDER BY {ident(spec.unit)}"
+        ).df()
+    finally:
+        con.close()
+    needed = {c for i in spec.indicators() for c in (i.numerator or []) + (i.denominator or [])}
+    needed |= {i.column for i in spec.indicators() if i.column}
+    needed |= {c for c in (spec.group, spec.summaries and spec.summaries.population) if c}
+    missing = sorted(needed - set(frame.columns))
+    if missing:
+        raise SpecError(f"{spec.name}: the inputs have no column(s) {', '.join(missing)}")
+    return frame.set_index(spec.unit)
+
+
+# -- the steps -----------------------------------------------------------------------------------
+
+
+def raw_indicators(spec: IndexSpec, data: pd.DataFrame) -> pd.DataFrame:
+    """Each indicator's raw value: a column, or a rate (shrunk towards its group if asked)."""
+    values = {}
+    for indicator in spec.indicators():
+        if indicator.column:
+            values[indicator.name] = pd.to_numeric(data[indicator.column], errors="coerce")
+            continue
+        numerator = data[indicator.numerator].astype(float).sum(axis=1, min_count=1)
+        denominator = data[indicator.denominator].astype(float).sum(axis=1, min_count=1)
+        if indicator.shrink == "ebayes":
+            values[indicator.name] = methods.shrink_rates(
+                numerator, denominator, data[spec.group] if spec.group else None
+            )
+        else:
+            values[indicator.name] = numerator / denominator.where(denominator > 0)
+    return pd.DataFrame(values, index=data.index)
+
+
+def _normalised(spec: IndexSpec, treated: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
+    result = {}
+    for indicator in spec.indicators():
+        step = indicator.normalise or spec.normalise
+        name, params = (method, {}) if method else (step.method, step.params)
+        result[indicator.name] = methods.normalise(
+            treated[indicator.name], name, direction=indicator.sign, **params
+        )
+    return pd.DataFrame(result, index=treated.index)
+
+
+def _child_weights(node: Node, children: pd.DataFrame, spec: IndexSpec) -> pd.Series:
+    if node.weights == "equal":
+        return pd.Series(1 / len(node.children), index=children.columns)
+    if node.weights == "pca":
+        return methods.pca_weights(children.dropna())
+    if node.weights == "factor":
+        return methods.factor_weights(children.dropna(), seed=spec.uncertainty.seed)
+    return pd.Series({c.name: float(c.weight) for c in node.children})
+
+
+def _aggregate_tree(
+    spec: IndexSpec,
+    normalised: pd.DataFrame,
+    weights_out: dict[str, dict[str, float]] | None = None,
+    scale: dict[str, float] | None = None,
+    method: str | None = None,
+) -> pd.DataFrame:
+    """Every node's score, bottom up. `scale` multiplies explicit weights (uncertainty runs);
+    `method` replaces every node's aggregation."""
+    scores: dict[str, pd.Series] = {}
+
+    def score(node: Node | Indicator) -> pd.Series:
+        if isinstance(node, Indicator):
+            return normalised[node.name]
+        children = pd.DataFrame({c.name: score(c) for c in node.children})
+        weights = _child_weights(node, children, spec)
+        if scale:
+            weights = weights * pd.Series({c: scale.get(c, 1.0) for c in weights.index})
+        if weights_out is not None:
+            weights_out[node.name] = {k: float(v) for k, v in weights.items()}
+        step = node.aggregate or spec.aggregate
+        name, params = (method, {}) if method else (step.method, step.params)
+        if name == "geometric" and (children <= 0).any().any():
+            # A geometric mean needs positive values: shift each child to 1..100 first.
+            children = children.apply(lambda s: methods.normalise(s, "minmax", low=1, high=100))
+        scores[node.name] = methods.aggregate(children, weights, name, **params)
+        return scores[node.name]
+
+    score(spec.index)
+    return pd.DataFrame(scores, index=normalised.index)
+
+
+def ranked(score: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Rank (1 = highest score, most in need), decile and quintile (ceil(n * rank / N))."""
+    rank = methods.rank_desc(score)
+    return rank.astype("Int64"), methods.ntile(rank, 10), methods.ntile(rank, 5)
+
+
+def compute(spec: IndexSpec, data: pd.DataFrame) -> Result:
+    """Compute an index on its joined input table (indexed by the unit key)."""
+    raw = raw_indicators(spec, data)
+    groups = data[spec.group] if spec.group else None
+    imputed, counts = methods.impute(raw, spec.impute.method, groups=groups, **spec.impute.params)
+    treated, treatment = {}, {}
+    for indicator in spec.indicators():
+        step = indicator.treat or spec.treat
+        treated[indicator.name], treatment[indicator.name] = methods.treat(
+            imputed[indicator.name], step.method, **step.params
+        )
+    treated = pd.DataFrame(treated, index=raw.index)
+    normalised = _normalised(spec, treated)
+    weights: dict[str, dict[str, float]] = {}
+    aggregated = _aggregate_tree(spec, normalised, weights)
+
+    units = pd.DataFrame(index=raw.index)
+    if spec.group:
+        units[spec.group] = data[spec.group]
+    units["score"] = aggregated[spec.index.name]
+    units["rank"], units["decile"], units["quintile"] = ranked(units["score"])
+    for domain in spec.domains:
+        source = normalised if isinstance(domain, Indicator) else aggregated
+        units[f"{domain.name}_score"] = source[domain.name]
+        units[f"{domain.name}_rank"] = methods.rank_desc(source[domain.name]).astype("Int64")
+    result = Result(
+        spec=spec,
+        units=units.reset_index(),
+        steps={
+            "raw": raw,
+            "imputed": imputed,
+            "treated": treated,
+            "normalised": normalised,
+            "aggregated": aggregated,
+        },
+        imputed=counts,
+        weights=weights,
+        treatment=treatment,
+    )
+    if spec.summaries:
+        population = pd.to_numeric(data[spec.summaries.population], errors="coerce")
+        result.summaries = area_summaries(
+            units.reset_index(),
+            spec.group,
+            population.to_numpy(),
+            spec.summaries.most_deprived_share,
+        )
+    if spec.uncertainty.runs:
+        result.uncertainty = rank_uncertainty(spec, treated)
+    return result
+
+
+# -- summaries for larger areas ------------------------------------------------------------------
+
+
+def extent_weight(percentile: int) -> float:
+    """IoD extent: weight 1 for national percentiles 1-10, tapering to 0.05 at 30, 0 beyond."""
+    if percentile <= 10:
+        return 1.0
+    if percentile <= 30:
+        return 0.95 - (percentile - 11) * 0.9 / 19
+    return 0.0
+
+
+def _local_concentration(scores: np.ndarray, population: np.ndarray, share: float) -> float:
+    """Population-weighted mean of `scores` over the group's most deprived small areas (highest
+    scores first) that hold exactly `share` of its population, the last one only in part."""
+    order = np.argsort(-scores, kind="stable")
+    needed = share * population.sum()
+    taken, total, weighted = 0.0, 0.0, 0.0
+    for i in order:
+        part = min(population[i], needed - taken)
+        if part <= 0:
+            break
+        weighted += part * scores[i]
+        total += part
+        taken += part
+    return weighted / total if total else math.nan
+
+
+def area_summaries(
+    units: pd.DataFrame, group: str, population: np.ndarray, share: float = 0.10
+) -> pd.DataFrame:
+    """Per larger area, the summaries the IoD publish for local authorities (File 10): the
+    population-weighted average score and average rank, the share of its small areas in the most
+    deprived 10% nationally, extent, local concentration, and the rank of each, 1 = most in need.
+    As the IoD do, average rank and local concentration use ranks reversed so that the most
+    deprived small area has the highest (N), making a higher figure mean more deprived."""
+    n = units["rank"].notna().sum()
+    frame = units[[group, "score", "rank"]].assign(population=population)
+    frame["reversed_rank"] = n + 1 - frame["rank"]
+    frame["percentile"] = np.ceil(100 * frame["rank"] / n)
+    frame["extent_weight"] = frame["percentile"].map(extent_weight)
+    rows = []
+    for code, part in frame.dropna(subset=["rank"]).groupby(group, sort=True):
+        pop = part["population"].to_numpy(float)
+        rows.append(
+            {
+                group: code,
+                "average_score": np.average(part["score"], weights=pop),
+                "average_rank": np.average(part["reversed_rank"], weights=pop),
+                "proportion_most_deprived_10pct": float((part["rank"] <= share * n).mean()),
+                "extent": float((part["extent_weight"] * pop).sum() / pop.sum()),
+                "local_concentration": _local_concentration(
+                    part["reversed_rank"].to_numpy(float), pop, share
+                ),
+            }
+        )
+    result = pd.DataFrame(rows)
+    for measure in SUMMARY_MEASURES:
+        result[f"rank_of_{measure}"] = (
+            result[measure].rank(method="min", ascending=False).astype("Int64")
+        )
+    return result
+
+
+# -- uncertainty ---------------------------------------------------------------------------------
+
+
+def rank_uncertainty(spec: IndexSpec, treated: pd.DataFrame) -> pd.DataFrame:
+    """Monte Carlo: per run, every explicit weight scaled by a uniform factor in 1 ± noise and a
+    normaliser and aggregator drawn from the alternatives; per unit, the median rank and the
+    90% interval (5th and 95th percentiles). Seeded, so reproducible."""
+    settings = spec.uncertainty
+    rng = np.random.default_rng(settings.seed)
+    normalisers = settings.normalise or [None]
+    aggregators = settings.aggregate or [None]
+    names = [n.name for n in _all_children(spec.index)]
+    runs = np.empty((len(treated), settings.runs))
+    for run in range(settings.runs):
+        scale = dict(
+            zip(
+                names,
+                rng.uniform(1 - settings.weight_noise, 1 + settings.weight_noise, len(names)),
+                strict=True,
+            )
+        )
+        normaliser = normalisers[rng.integers(len(normalisers))]
+        aggregator = aggregators[rng.integers(len(aggregators))]
+        normalised = _normalised(spec, treated, normaliser)
+        score = _aggregate_tree(spec, normalised, scale=scale, method=aggregator)[spec.index.name]
+        runs[:, run] = methods.rank_desc(score).to_numpy(float)
+    return pd.DataFrame(
+        {
+            spec.unit: treated.index,
+            "median_rank": np.median(runs, axis=1),
+            "rank_p05": np.percentile(runs, 5, axis=1),
+            "rank_p95": np.percentile(runs, 95, axis=1),
+        }
+    )
+
+
+def _all_children(node: Node) -> list[Node | Indicator]:
+    result = []
+    for child in node.children:
+        result.append(child)
+        if isinstance(child, Node):
+            result += _all_children(child)
+    return result

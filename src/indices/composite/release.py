@@ -1,0 +1,108 @@
+"""Publishing an index: its small-area, larger-area and uncertainty datasets as releases."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+
+from indices.composite.engine import SUMMARY_MEASURES, Result
+from indices.composite.spec import IndexSpec, Indicator, walk
+from indices.publish import Release, file_sha256, publish_release
+
+LEVEL_NAMES = {"lsoa11_code": "lsoa", "lad19_code": "lad"}
+
+
+def dataset_names(spec: IndexSpec) -> dict[str, str]:
+    """The datasets an index publishes: `<index>_lsoa`, `<index>_lad`, `<index>_uncertainty`."""
+    names = {"units": f"{spec.name}_{LEVEL_NAMES.get(spec.unit, spec.unit)}"}
+    if spec.summaries:
+        names["summaries"] = f"{spec.name}_{LEVEL_NAMES.get(spec.group, spec.group)}"
+    if spec.uncertainty.runs:
+        names["uncertainty"] = f"{spec.name}_uncertainty"
+    return names
+
+
+def column_descriptions(spec: IndexSpec) -> dict[str, str]:
+    described = {
+        spec.unit: "the small area",
+        "score": f"{spec.title}: score, higher = more in need",
+        "rank": "rank of the score, 1 = highest score (most in need)",
+        "decile": "ceil(10 × rank / number of areas): 1 = the 10% most in need",
+        "quintile": "ceil(5 × rank / number of areas): 1 = the 20% most in need",
+        "average_score": "population-weighted mean of the small areas' scores",
+        "average_rank": "population-weighted mean of the small areas' ranks counted from the "
+        "least in need (the most in need has the highest), as the IoD publish it",
+        "proportion_most_deprived_10pct": "share of the small areas in the most deprived 10% "
+        "nationally (of those ranked)",
+        "extent": "population share in the most deprived 30% of small areas, weighted 1 for "
+        "percentiles 1-10 tapering to 0.05 at 30",
+        "local_concentration": "population-weighted mean rank (counted from the least in need) "
+        "of the most deprived small areas that hold 10% of the area's population",
+        "median_rank": "median rank over the Monte Carlo runs",
+        "rank_p05": "5th percentile of the rank over the runs (lower end of the 90% interval)",
+        "rank_p95": "95th percentile of the rank over the runs (upper end of the 90% interval)",
+    }
+    if spec.group:
+        described[spec.group] = "the larger area"
+    for measure in SUMMARY_MEASURES:
+        described[f"rank_of_{measure}"] = f"rank of {measure}, 1 = most in need"
+    for node in spec.domains:
+        kind = "indicator" if isinstance(node, Indicator) else "domain"
+        described[f"{node.name}_score"] = f"{kind} {node.name}: score, higher = more in need"
+        described[f"{node.name}_rank"] = f"{kind} {node.name}: rank, 1 = most in need"
+    return described
+
+
+def _table(frame) -> pa.Table:
+    return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+
+
+def publish_index(
+    result: Result,
+    publish_dir: Path,
+    inputs: list[dict],
+    reference_date: date | None,
+    run_id: str | None = None,
+) -> dict[str, Release]:
+    """Publish every dataset of a computed index; the releases by role."""
+    spec = result.spec
+    described = column_descriptions(spec)
+    spec_input = [{"role": "spec", "path": str(spec.source), "sha256": file_sha256(spec.source)}]
+    frames = {
+        "units": (result.units, [spec.unit]),
+        "summaries": (result.summaries, [spec.group] if spec.group else []),
+        "uncertainty": (result.uncertainty, [spec.unit]),
+    }
+    releases = {}
+    for role, dataset in dataset_names(spec).items():
+        frame, sort_by = frames[role]
+        upstream = (
+            [{"dataset": releases["units"].dataset, "version": releases["units"].version}]
+            if role != "units"
+            else []
+        )
+        releases[role] = publish_release(
+            publish_dir,
+            dataset,
+            _table(frame),
+            description=f"{spec.title}: {role.replace('units', 'small areas')}",
+            column_descriptions=described,
+            sort_by=sort_by,
+            reference_date=reference_date,
+            inputs=spec_input + inputs,
+            upstream=upstream,
+            run_id=run_id,
+        )
+    return releases
+
+
+def nodes_table(spec: IndexSpec, result: Result) -> list[dict]:
+    """The tree with each node's weight as used (derived weights included), for reports."""
+    rows = []
+    for node in walk(spec.index):
+        for parent, children in result.weights.items():
+            if node.name in children:
+                rows.append({"node": node.name, "parent": parent, "weight": children[node.name]})
+    return rows
