@@ -154,6 +154,7 @@ def publish_release(
     upstream: list[dict] | None = None,
     count_columns: list[str] | None = None,
     extra_audit: Callable[[pa.Table], list[str]] | None = None,
+    extra_files: dict[str, bytes] | None = None,
     run_id: str | None = None,
 ) -> Release:
     """Write, audit, then publish one release of a dataset, or keep the current one if nothing
@@ -172,6 +173,10 @@ def publish_release(
             raise AuditFailed(f"{dataset}: " + "; ".join(problems))
 
         data_hash = file_sha256(staging / DATA_FILE)
+        files = [{"path": DATA_FILE, "sha256": data_hash, "rows": written.num_rows}]
+        for name, content in sorted((extra_files or {}).items()):
+            (staging / name).write_bytes(content)
+            files.append({"path": name, "sha256": file_sha256(staging / name)})
         code = code_version()
         fingerprint = _fingerprint(data_hash, inputs, upstream or [], code, reference_date)
         manifest = {
@@ -189,7 +194,7 @@ def publish_release(
                 }
                 for f in written.schema
             ],
-            "files": [{"path": DATA_FILE, "sha256": data_hash, "rows": written.num_rows}],
+            "files": files,
             "inputs": inputs,
             "upstream": upstream or [],
             "code_version": code,
