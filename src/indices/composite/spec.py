@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from indices.composite import methods
 
@@ -115,27 +124,43 @@ class Indicator(Strict):
         return 1 if self.direction == "higher_is_worse" else -1
 
 
+def _kind(value: Any) -> str:
+    """A child with children is a node, anything else an indicator."""
+    children = (
+        value.get("children") if isinstance(value, dict) else getattr(value, "children", None)
+    )
+    return "node" if children is not None else "indicator"
+
+
 class Node(Strict):
-    """A domain or the index: a weighted aggregate of its children."""
+    """A domain or the index: a weighted aggregate of its children. Weights are explicit when
+    every child has one, equal when none has, or derived from the data (pca, factor)."""
 
     name: str
     weight: float | None = Field(default=None, ge=0)
-    weights: Literal["explicit", "equal", "pca", "factor"] = "explicit"
+    weights: Literal["explicit", "equal", "pca", "factor"] | None = None
     aggregate: Aggregate | None = None
-    children: list[Annotated[Node | Indicator, Field(union_mode="left_to_right")]]
+    children: list[
+        Annotated[
+            Annotated[Node, Tag("node")] | Annotated[Indicator, Tag("indicator")],
+            Discriminator(_kind),
+        ]
+    ]
     description: str = ""
 
     @model_validator(mode="after")
     def weighted_children(self) -> Node:
         if not self.children:
             raise ValueError(f"node {self.name!r} has no children")
-        if self.weights == "explicit":
-            missing = [c.name for c in self.children if c.weight is None]
-            if missing:
-                raise ValueError(
-                    f"node {self.name!r} has explicit weights but none for {', '.join(missing)}"
-                    " (or set weights: equal, pca or factor)"
-                )
+        missing = [c.name for c in self.children if c.weight is None]
+        if self.weights is None:
+            self.weights = "equal" if len(missing) == len(self.children) else "explicit"
+        if self.weights == "explicit" and missing:
+            raise ValueError(
+                f"node {self.name!r} gives weights to some children but not to "
+                f"{', '.join(missing)} (give all, none for equal weights, or set weights: "
+                "equal, pca or factor)"
+            )
         return self
 
 
@@ -211,7 +236,12 @@ def walk(node: Node | Indicator) -> list[Node | Indicator]:
 def _describe(error: ValidationError, source: str) -> str:
     lines = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"] if part not in ("Node", "Indicator"))
+        # Drop pydantic's own steps from the path (union tags, validator names).
+        where = ".".join(
+            str(part)
+            for part in problem["loc"]
+            if part not in ("node", "indicator") and "[" not in str(part)
+        )
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {where or '(top level)'}: {message}")
     # A union reports each alternative; keep each distinct line once.
