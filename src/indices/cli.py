@@ -69,6 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     releases = commands.add_parser("releases", help="list published releases")
     releases.add_argument("dataset", nargs="?")
     releases.add_argument("--publish-dir")
+
+    lineage = commands.add_parser("lineage", help="print the tree of what a release came from")
+    lineage.add_argument("dataset")
+    lineage.add_argument("version", nargs="?", help="default: the latest")
+    lineage.add_argument("--publish-dir")
+    lineage.add_argument(
+        "--openlineage", metavar="FILE", help="also append OpenLineage events (JSON lines) to FILE"
+    )
+
+    diff = commands.add_parser("diff", help="what changed between two releases of a dataset")
+    diff.add_argument("dataset")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--publish-dir")
+
+    prune = commands.add_parser(
+        "prune", help="remove old releases of a dataset, keeping the newest N (at least 1)"
+    )
+    prune.add_argument("dataset")
+    prune.add_argument("--keep", type=int, required=True)
+    prune.add_argument("--publish-dir")
     return parser
 
 
@@ -81,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "releases": _releases,
             "dictionary": _dictionary,
             "composite": _composite,
+            "lineage": _lineage,
+            "diff": _diff,
+            "prune": _prune,
         }
         return commands[args.command](args)
     except (ValueError, FileNotFoundError) as error:
@@ -188,6 +212,35 @@ def _composite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_dir(args: argparse.Namespace):
+    return Settings.resolve(publish_dir=args.publish_dir).publish_dir
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from indices.lineage import export_openlineage, lineage_tree
+
+    print("\n".join(lineage_tree(_publish_dir(args), args.dataset, args.version)))
+    if args.openlineage:
+        count = export_openlineage(_publish_dir(args), args.dataset, args.version, args.openlineage)
+        print(f"wrote {count} OpenLineage events to {args.openlineage}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from indices.lineage import diff_releases
+
+    print(diff_releases(_publish_dir(args), args.dataset, args.old, args.new))
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from indices.lineage import prune_releases
+
+    removed = prune_releases(_publish_dir(args), args.dataset, args.keep)
+    print(f"removed {len(removed)} release(s) of {args.dataset}: {', '.join(removed) or 'none'}")
+    return 0
+
+
 def _dictionary(args: argparse.Namespace) -> int:
     from indices.dictionary import data_dictionary
 
@@ -198,7 +251,7 @@ def _dictionary(args: argparse.Namespace) -> int:
 def _releases(args: argparse.Namespace) -> int:
     from indices.publish import list_datasets, list_versions, read_manifest
 
-    publish_dir = Settings.resolve(publish_dir=args.publish_dir).publish_dir
+    publish_dir = _publish_dir(args)
     datasets = [args.dataset] if args.dataset else list_datasets(publish_dir)
     for dataset in datasets:
         versions = list_versions(publish_dir, dataset)

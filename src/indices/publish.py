@@ -186,6 +186,7 @@ def publish_release(
             "reference_date": reference_date.isoformat() if reference_date else None,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "row_count": written.num_rows,
+            "key": sort_by,
             "schema": [
                 {
                     "column": f.name,
@@ -205,21 +206,40 @@ def publish_release(
         }
         with publish_lock(publish_dir):
             versions = list_versions(publish_dir, dataset)
+            manifest["changed_inputs"] = None
             if versions:
                 latest = read_manifest(publish_dir, dataset, versions[-1])
                 if latest.get("fingerprint") == fingerprint:
                     path = publish_dir / dataset / versions[-1]
                     return Release(dataset, versions[-1], path, False, latest)
-            version = version_name(len(versions) + 1)
+                from indices.lineage import changed_inputs
+
+                manifest["changed_inputs"] = changed_inputs(latest, inputs)
+            version = version_name(int(versions[-1][1:]) + 1 if versions else 1)
             manifest["version"] = version
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            for item in staging.iterdir():
+                item.chmod(0o444)  # a release never changes: its files are read-only
             target = publish_dir / dataset / version
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(staging, target)  # atomic: the release appears whole or not at all
+            move_into_place(staging, target)
             rebuild_catalog(publish_dir)
         return Release(dataset, version, target, True, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class ReleaseExists(Exception):
+    """Publishing over an existing release is refused: a release never changes once visible."""
+
+
+def move_into_place(staging: Path, target: Path) -> None:
+    """Make a staged release visible in one atomic step, refusing to replace an existing one.
+    rename(2) replaces an empty folder silently, so an existing target is checked first; the
+    lock held by the caller keeps the check and the rename together."""
+    if target.exists():
+        raise ReleaseExists(f"{target} already exists; releases are never overwritten")
+    os.rename(staging, target)
 
 
 def _fingerprint(

@@ -1,0 +1,204 @@
+"""What a release came from, what changed between releases, and removing old releases."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from indices.duck import ident, sql_str
+from indices.publish import (
+    DATA_FILE,
+    STAGING,
+    list_versions,
+    publish_lock,
+    read_manifest,
+    rebuild_catalog,
+)
+
+
+def resolve_version(publish_dir: Path, dataset: str, version: str | None = None) -> str:
+    """The version asked for, or the latest; a clear error when there is none."""
+    versions = list_versions(publish_dir, dataset)
+    if not versions:
+        raise ValueError(f"no releases of {dataset!r} in {publish_dir}")
+    if version is None:
+        return versions[-1]
+    if version not in versions:
+        raise ValueError(f"{dataset} has no release {version!r}; releases: {', '.join(versions)}")
+    return version
+
+
+def lineage_tree(publish_dir: Path, dataset: str, version: str | None = None) -> list[str]:
+    """The tree of what a release came from, as indented lines: its upstream releases (each
+    with its own inputs), then its raw extracts, reference files and spec, with hashes."""
+    lines: list[str] = []
+
+    def visit(name: str, ver: str, depth: int) -> None:
+        manifest = read_manifest(publish_dir, name, ver)
+        pad = "  " * depth
+        lines.append(
+            f"{pad}{name} {ver}  (reference {manifest['reference_date']}, "
+            f"{manifest['row_count']} rows, run {manifest.get('run_id') or '-'}, "
+            f"code {manifest['code_version']}, commit {(manifest.get('git_commit') or '-')[:12]})"
+        )
+        for upstream in manifest.get("upstream", []):
+            visit(upstream["dataset"], upstream["version"], depth + 1)
+        for item in manifest.get("inputs", []):
+            lines.append(f"{pad}  {item['role']}: {item['path']}  sha256:{item['sha256'][:16]}")
+
+    visit(dataset, resolve_version(publish_dir, dataset, version), 0)
+    return lines
+
+
+def changed_inputs(previous: dict, current_inputs: list[dict]) -> list[str]:
+    """The inputs of a new release that differ from the previous release's: changed content,
+    new, or gone (by role and file name, so a newer extract of a source shows as changed)."""
+
+    def keyed(inputs: list[dict]) -> dict[tuple[str, str], str]:
+        return {(i["role"], Path(i["path"]).name): i["sha256"] for i in inputs}
+
+    before, after = keyed(previous.get("inputs", [])), keyed(current_inputs)
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        role, name = key
+        if key not in before:
+            changes.append(f"{role}: {name} (new)")
+        elif key not in after:
+            changes.append(f"{role}: {name} (no longer used)")
+        elif before[key] != after[key]:
+            changes.append(f"{role}: {name} (content changed)")
+    return changes
+
+
+def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int = 10) -> str:
+    """What changed between two releases: rows added, removed and changed (by the dataset's
+    key), and for an index, the largest rank moves."""
+    old, new = (
+        resolve_version(publish_dir, dataset, old),
+        resolve_version(publish_dir, dataset, new),
+    )
+    manifest = read_manifest(publish_dir, dataset, new)
+    key = manifest.get("key") or [manifest["schema"][0]["column"]]
+    paths = [sql_str(Path(publish_dir) / dataset / v / DATA_FILE) for v in (old, new)]
+    on = " AND ".join(f"a.{ident(k)} IS NOT DISTINCT FROM b.{ident(k)}" for k in key)
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet({paths[0]})")
+        con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({paths[1]})")
+        added = con.execute(f"SELECT count(*) FROM b ANTI JOIN a ON {on}").fetchone()[0]
+        removed = con.execute(f"SELECT count(*) FROM a ANTI JOIN b ON {on}").fetchone()[0]
+        shared_columns = [
+            r[0]
+            for r in con.execute("DESCRIBE b").fetchall()
+            if r[0] in {c[0] for c in con.execute("DESCRIBE a").fetchall()} and r[0] not in key
+        ]
+        differs = " OR ".join(f"a.{ident(c)} IS DISTINCT FROM b.{ident(c)}" for c in shared_columns)
+        changed = con.execute(
+            f"SELECT count(*) FROM a JOIN b ON {on} WHERE {differs or 'false'}"
+        ).fetchone()[0]
+        lines = [
+            f"{dataset} {old} → {new}: {added} rows added, {removed} removed, {changed} changed",
+        ]
+        if "rank" in shared_columns:
+            moves = con.execute(
+                f"SELECT {', '.join(f'b.{ident(k)}' for k in key)}, a.rank, b.rank, "
+                f"b.rank - a.rank AS move FROM a JOIN b ON {on} WHERE a.rank <> b.rank "
+                f"ORDER BY abs(b.rank - a.rank) DESC, 1 LIMIT {int(top)}"
+            ).fetchall()
+            if moves:
+                lines.append(f"largest rank moves ({len(moves)} shown; negative = more in need):")
+                lines += [
+                    f"  {' '.join(str(v) for v in row[:-3])}: {row[-3]} → {row[-2]} ({row[-1]:+d})"
+                    for row in moves
+                ]
+    finally:
+        con.close()
+    return "\n".join(lines)
+
+
+def prune_releases(publish_dir: Path, dataset: str, keep: int) -> list[str]:
+    """Remove all but the newest `keep` releases of a dataset (at least one is always kept),
+    and any staging leftovers of killed runs; the catalog is rebuilt. The versions removed."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1: the latest release is never removed")
+    with publish_lock(publish_dir):
+        versions = list_versions(publish_dir, dataset)
+        if not versions:
+            raise ValueError(f"no releases of {dataset!r} in {publish_dir}")
+        removed = versions[:-keep]
+        for version in removed:
+            shutil.rmtree(Path(publish_dir) / dataset / version)
+        for leftover in (Path(publish_dir) / STAGING).glob(f"{dataset}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        rebuild_catalog(publish_dir)
+    return removed
+
+
+def openlineage_events(publish_dir: Path, dataset: str, version: str | None = None) -> list:
+    """OpenLineage run events (START and COMPLETE) describing how a release was made: the job,
+    its run, the raw, reference and upstream datasets it read, and the release it wrote."""
+    from openlineage.client.event_v2 import (
+        InputDataset,
+        Job,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+    )
+    from openlineage.client.facet_v2 import schema_dataset
+    from openlineage.client.uuid import generate_new_uuid
+
+    version = resolve_version(publish_dir, dataset, version)
+    manifest = read_manifest(publish_dir, dataset, version)
+    namespace = f"file://{Path(publish_dir).resolve()}"
+    inputs = [
+        InputDataset(namespace="file://" + str(Path(i["path"]).parent), name=Path(i["path"]).name)
+        for i in manifest.get("inputs", [])
+    ]
+    inputs += [
+        InputDataset(namespace=namespace, name=f"{u['dataset']}/{u['version']}")
+        for u in manifest.get("upstream", [])
+    ]
+    fields = [
+        schema_dataset.SchemaDatasetFacetFields(
+            name=c["column"], type=c["type"], description=c["description"] or None
+        )
+        for c in manifest["schema"]
+    ]
+    output = OutputDataset(
+        namespace=namespace,
+        name=f"{dataset}/{version}",
+        facets={"schema": schema_dataset.SchemaDatasetFacet(fields=fields)},
+    )
+    run = Run(runId=manifest.get("run_id") or str(generate_new_uuid()))
+    job = Job(namespace="indices", name=f"publish.{dataset}")
+    return [
+        RunEvent(
+            eventType=state,
+            eventTime=manifest["created"],
+            run=run,
+            job=job,
+            producer="https://github.com/indices/indices",
+            inputs=inputs,
+            outputs=[output],
+        )
+        for state in (RunState.START, RunState.COMPLETE)
+    ]
+
+
+def export_openlineage(publish_dir: Path, dataset: str, version: str | None, target: Path) -> int:
+    """Write a release's OpenLineage events to a file, one JSON event per line, through the
+    OpenLineage client's file transport; the number of events written."""
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.transport.file import FileConfig, FileTransport
+
+    events = openlineage_events(publish_dir, dataset, version)
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    client = OpenLineageClient(
+        transport=FileTransport(FileConfig(log_file_path=str(target), append=True))
+    )
+    for event in events:
+        client.emit(event)
+    return len(events)
