@@ -6,7 +6,12 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from indices.publish import code_version
 from indices.schemas import column_type
+
+# What every asset shares: its owner, and the library's code version, so the UI shows an asset
+# as changed when the code that makes it changes.
+COMMON = {"owners": ["team:data-engineering"], "code_version": code_version()}
 
 
 def table_schema(schema: pa.DataFrameSchema) -> dg.TableSchema:
@@ -26,3 +31,23 @@ def table_schema(schema: pa.DataFrameSchema) -> dg.TableSchema:
 
 def markdown_table(frame: pd.DataFrame) -> dg.MarkdownMetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_none_")
+
+
+def release_metadata(release) -> dict:
+    """Metadata of a published release: rows, schema, version, link, lineage fingerprint."""
+    manifest = release.manifest
+    return {
+        "dagster/row_count": manifest["row_count"],
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(c["column"], c["type"], description=c["description"])
+                for c in manifest["schema"]
+            ]
+        ),
+        "version": release.version,
+        "newly_published": release.published,
+        "release": dg.MetadataValue.path(str(release.path)),
+        "manifest": dg.MetadataValue.path(str(release.path / "manifest.json")),
+        "reference_date": manifest["reference_date"] or "",
+        "changed_inputs": "\n".join(manifest.get("changed_inputs") or []) or "none",
+    }

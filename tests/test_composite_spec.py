@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from indices.cli import main
 from indices.composite import engine, methods
@@ -209,8 +210,6 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_load_spec_reads_a_yaml_file(tmp_path: Path):
-    import yaml
-
     path = write(tmp_path / "tiny.yaml", yaml.safe_dump(tiny_spec()))
     spec = load_spec(path)
     assert spec.source == path.resolve() and spec.name == "tiny"
@@ -235,8 +234,6 @@ def test_yaml_that_is_a_list(tmp_path: Path):
 
 
 def test_a_spec_file_reports_problems_with_its_file_name(tmp_path: Path):
-    import yaml
-
     path = write(tmp_path / "mine.yaml", yaml.safe_dump(tiny_spec(normalise={"method": "x"})))
     with pytest.raises(SpecError, match=r"^mine\.yaml: normalise\.method: unknown normalisation"):
         load_spec(path)
@@ -249,8 +246,6 @@ TINY_CSV = "u,x1,x2,y,g\np,0,10,50,A\nq,5,20,30,A\nr,10,0,40,B\ns,2.5,30,10,B\nt
 
 def spec_on(tmp_path: Path, csv: str = TINY_CSV, **changes) -> engine.IndexSpec:
     """The tiny spec (or with `changes`) in tmp_path, reading tiny.csv beside it."""
-    import yaml
-
     write(tmp_path / "tiny.csv", csv)
     return load_spec(write(tmp_path / "tiny.yaml", yaml.safe_dump(tiny_spec(**changes))))
 
@@ -283,8 +278,6 @@ def test_a_missing_unit_column(tmp_path: Path):
 
 
 def test_the_cli_reports_a_bad_spec_without_a_traceback(tmp_path: Path, capsys):
-    import yaml
-
     spec = tiny_spec(colour="red", normalise={"method": "maxmin"})
     path = write(tmp_path / "bad.yaml", yaml.safe_dump(spec))
     status = main(["composite", str(path), "--output", str(tmp_path / "out.parquet")])
@@ -320,6 +313,7 @@ def test_the_cli_reports_an_unreadable_spec(tmp_path: Path, capsys, setup, expec
         # a filter on a column the input does not have
         (TINY_CSV, {"inputs": [{"path": "tiny.csv", "where": "region = 'x'"}]}, "region"),
     ],
+    ids=["absent column", "unit not unique", "no input file", "where on an absent column"],
 )
 def test_the_cli_reports_a_bad_input(tmp_path: Path, capsys, csv, changes, expected: str):
     spec_on(tmp_path, csv=csv, **changes)
@@ -627,8 +621,8 @@ def test_rank_uncertainty_without_noise_or_alternatives_is_the_rank():
         tiny_data(),
     )
     ranks = result.units["rank"].astype(float).tolist()
-    frame_ = result.uncertainty
-    assert frame_["median_rank"].tolist() == ranks
-    assert frame_["rank_p05"].tolist() == ranks and frame_["rank_p95"].tolist() == ranks
+    runs = result.uncertainty
+    assert runs["median_rank"].tolist() == ranks
+    assert runs["rank_p05"].tolist() == ranks and runs["rank_p95"].tolist() == ranks
     # no runs, no uncertainty frame
     assert engine.compute(parse_spec(tiny_spec()), tiny_data()).uncertainty is None

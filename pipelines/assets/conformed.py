@@ -5,7 +5,7 @@ import dagster as dg
 from indices import steps
 from indices.schemas import conformed_schemas, validate_parquet
 from indices.sources.conform import ledger_frame, warehouse_paths
-from pipelines.metadata import markdown_table, table_schema
+from pipelines.metadata import COMMON, markdown_table, table_schema
 from pipelines.resources import IndicesSettings
 
 DESCRIPTIONS = {
@@ -28,7 +28,7 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         key_prefix="conformed",
         group_name="conformed",
         kinds={"duckdb", "parquet"},
-        owners=["team:data-engineering"],
+        **COMMON,
         deps=[dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])],
         description=DESCRIPTIONS[source],
         metadata={"dagster/column_schema": table_schema(schema)},

@@ -6,6 +6,7 @@ import dagster as dg
 
 from indices import steps
 from indices.composite.spec import load_spec
+from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
 
 
@@ -21,7 +22,7 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
         key=["indices", spec.name],
         group_name="indices",
         kinds={"duckdb", "parquet"},
-        owners=["team:data-engineering"],
+        **COMMON,
         deps=[_upstream(t) for t in steps.index_warehouse_inputs(spec)],
         description=f"{spec.title}. {spec.description}".strip(),
         metadata={"spec": dg.MetadataValue.path(str(spec_path))},

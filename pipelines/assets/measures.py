@@ -4,6 +4,7 @@ import dagster as dg
 
 from indices import steps
 from indices.duck import query_rows, sql_str
+from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
 
 CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.SOURCES if s != "fingertips"]
@@ -13,7 +14,7 @@ CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.SOURCES if s != "finge
     key=["measures", "persons"],
     group_name="measures",
     kinds={"duckdb", "parquet"},
-    owners=["team:data-engineering"],
+    **COMMON,
     deps=CONFORMED,
     description="One row per person in the population at the reference date: age, sex, area, "
     "eFI deficits and category. Private: never published.",
@@ -65,7 +66,7 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
     key=["measures", "area_counts"],
     group_name="measures",
     kinds={"duckdb", "parquet"},
-    owners=["team:data-engineering"],
+    **COMMON,
     deps=[persons],
     description="Exact counts per LSOA, local authority and England, before disclosure "
     "control. Private: the published datasets are made from it.",

@@ -4,9 +4,26 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from indices import steps
-from indices.areas import COUNTS, column_descriptions
+from indices.areas import COUNTS, RATES, column_descriptions
 from indices.publish import audit_table, list_versions
+from pipelines.metadata import COMMON, release_metadata
 from pipelines.resources import IndicesSettings
+
+# Each published count comes from the same column of the private area counts, each rate from
+# its counts.
+AREA_COUNTS = dg.AssetKey(["measures", "area_counts"])
+COLUMN_LINEAGE = dg.TableColumnLineage(
+    deps_by_column={
+        **{c.name: [dg.TableColumnDep(asset_key=AREA_COUNTS, column_name=c.name)] for c in COUNTS},
+        **{
+            r.name: [
+                dg.TableColumnDep(asset_key=AREA_COUNTS, column_name=column)
+                for column in (*r.numerators, r.denominator)
+            ]
+            for r in RATES
+        },
+    }
+)
 
 
 def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
@@ -14,7 +31,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         key=["published", dataset.name],
         group_name="published",
         kinds={"duckdb", "parquet"},
-        owners=["team:data-engineering"],
+        **COMMON,
         deps=[dg.AssetKey(["measures", "area_counts"])],
         description=dataset.description,
     )
@@ -22,21 +39,12 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         release = steps.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
         if not release.published:
             context.log.info(f"{dataset.name} {release.version} is up to date; nothing published")
-        manifest = release.manifest
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": manifest["row_count"],
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[
-                        dg.TableColumn(c["column"], c["type"], description=c["description"])
-                        for c in manifest["schema"]
-                    ]
-                ),
-                "version": release.version,
-                "newly_published": release.published,
-                "release": dg.MetadataValue.path(str(release.path)),
-                "reference_date": manifest["reference_date"],
-            }
+                **release_metadata(release),
+                "dagster/column_lineage": COLUMN_LINEAGE,
+            },
+            data_version=dg.DataVersion(release.manifest["fingerprint"]),
         )
 
     @dg.asset_check(
@@ -64,7 +72,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     key=["published", "ingest_ledger"],
     group_name="published",
     kinds={"parquet"},
-    owners=["team:data-engineering"],
+    **COMMON,
     deps=[dg.AssetKey(["conformed", s]) for s in steps.SOURCES],
     description="How every raw row was disposed of: per source and file, rows conformed, "
     "quarantined per reason, values corrected, files rejected. Counts only.",
@@ -72,12 +80,8 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
 def ingest_ledger(context: dg.AssetExecutionContext, settings: IndicesSettings):
     release = steps.publish_ledger(settings.resolve(), run_id=context.run.run_id)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": release.manifest["row_count"],
-            "version": release.version,
-            "newly_published": release.published,
-            "release": dg.MetadataValue.path(str(release.path)),
-        }
+        metadata=release_metadata(release),
+        data_version=dg.DataVersion(release.manifest["fingerprint"]),
     )
 
 

@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         # SpecError is a ValueError: each of its lines names a field and the allowed values.
-        print(f"indices: error: {error}", file=sys.stderr)
+        for line in str(error).splitlines() or [type(error).__name__]:
+            print(f"indices: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -87,7 +88,11 @@ def load_inputs(
                 query += f" WHERE {source.where}"
             if source.columns:
                 query = f"SELECT {', '.join(ident(c) for c in source.columns)} FROM ({query})"
-            con.execute(f"CREATE TEMP TABLE t{number} AS {query}")
+            try:
+                con.execute(f"CREATE TEMP TABLE t{number} AS {query}")
+            except duckdb.Error as error:
+                first_line = str(error).strip().splitlines()[0]
+                raise SpecError(f"{spec.name}: input {source.path}: {first_line}") from None
             columns = [r[0] for r in con.execute(f"DESCRIBE t{number}").fetchall()]
             if spec.unit not in columns:
                 raise SpecError(f"{spec.name}: input {source.path} has no unit column {spec.unit}")
@@ -124,15 +129,20 @@ def load_inputs(
 # -- the steps -----------------------------------------------------------------------------------
 
 
+def _numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns as numbers; text that is not a number (NA, n/a, blank) is missing."""
+    return frame.apply(pd.to_numeric, errors="coerce").astype(float)
+
+
 def raw_indicators(spec: IndexSpec, data: pd.DataFrame) -> pd.DataFrame:
     """Each indicator's raw value: a column, or a rate (shrunk towards its group if asked)."""
     values = {}
     for indicator in spec.indicators():
         if indicator.column:
-            values[indicator.name] = pd.to_numeric(data[indicator.column], errors="coerce")
+            values[indicator.name] = _numbers(data[[indicator.column]]).iloc[:, 0]
             continue
-        numerator = data[indicator.numerator].astype(float).sum(axis=1, min_count=1)
-        denominator = data[indicator.denominator].astype(float).sum(axis=1, min_count=1)
+        numerator = _numbers(data[indicator.numerator]).sum(axis=1, min_count=1)
+        denominator = _numbers(data[indicator.denominator]).sum(axis=1, min_count=1)
         if indicator.shrink == "ebayes":
             values[indicator.name] = methods.shrink_rates(
                 numerator, denominator, data[spec.group] if spec.group else None
