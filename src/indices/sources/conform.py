@@ -330,22 +330,29 @@ def _load_file(
             copy.unlink(missing_ok=True)
 
     if extract.fmt == "parquet":
-        con.execute(f"CREATE TEMP TABLE marks_{number} (accepted_before BIGINT)")
+        con.execute(
+            f"CREATE TEMP TABLE marks_{number} (accepted_before BIGINT, rejected_so_far BIGINT)"
+        )
     else:
         # Rejected lines (wrong field count, truncated) are quarantined as malformed. An accepted
-        # row's data-row number is its rank plus the rejected lines that came before it.
+        # row's data-row number is its rank plus the rejected lines that came before it: each
+        # rejected line follows `accepted_before` accepted rows, and an as-of join finds, for
+        # every accepted row, how many rejected lines precede it (no per-row subquery).
         con.execute(
             f"INSERT INTO malformed SELECT {sql_str(extract.path.name)}, line - 1, "
             f"first(csv_line) FROM rejects_{number} GROUP BY line"
         )
         con.execute(
-            f"CREATE TEMP TABLE marks_{number} AS SELECT line - 1 - row_number() OVER "
-            f"(ORDER BY line) AS accepted_before FROM (SELECT DISTINCT line FROM rejects_{number})"
+            f"CREATE TEMP TABLE marks_{number} AS "
+            "SELECT accepted_before, sum(count(*)) OVER (ORDER BY accepted_before) AS rejected_so_far "
+            "FROM (SELECT line - 1 - row_number() OVER (ORDER BY line) AS accepted_before "
+            f"FROM (SELECT DISTINCT line FROM rejects_{number})) GROUP BY accepted_before"
         )
     con.execute(
         f"INSERT INTO raw_rows SELECT {sql_str(extract.path.name)}, DATE "
-        f"{sql_str(extract.extract_date)}, s.accepted_no + (SELECT count(*) FROM marks_{number} m "
-        f"WHERE m.accepted_before < s.accepted_no), s.* EXCLUDE (accepted_no) FROM {staged} s"
+        f"{sql_str(extract.extract_date)}, s.accepted_no + coalesce(m.rejected_so_far, 0), "
+        f"s.* EXCLUDE (accepted_no) FROM {staged} s "
+        f"ASOF LEFT JOIN marks_{number} m ON s.accepted_no > m.accepted_before"
     )
     con.execute(f"DROP TABLE {staged}")
     rows = con.execute(
