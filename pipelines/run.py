@@ -1,9 +1,13 @@
 """Running the main job in-process, for the `indices run` command and the tests."""
 
 import os
+import sys
+import threading
+import uuid
 from pathlib import Path
 
 import dagster as dg
+from rich.progress import Progress
 
 from indices.settings import Settings
 from pipelines.definitions import defs
@@ -20,17 +24,44 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(str(fallback))
 
 
-def run_main_job(settings: Settings, instance: dg.DagsterInstance | None = None):
-    """Materialise every asset of the main job with these settings; the execution result."""
+def _follow(instance: dg.DagsterInstance, run_id: str, total: int, done: threading.Event) -> None:
+    """A progress bar of finished steps, read from the run's event log while it runs."""
+    finished = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("running the main job", total=total)
+        while not done.wait(0.5):
+            steps = instance.all_logs(run_id, of_type=finished)
+            progress.update(task, completed=len(steps))
+
+
+def run_main_job(
+    settings: Settings, instance: dg.DagsterInstance | None = None, quiet: bool = False
+):
+    """Materialise every asset of the main job with these settings; the execution result.
+    `quiet` keeps Dagster's console log to warnings and shows a progress bar instead."""
     config = {
         "raw_dir": str(settings.raw_dir),
         "warehouse_dir": str(settings.warehouse_dir),
         "publish_dir": str(settings.publish_dir),
         "reference_date": settings.reference_date.isoformat() if settings.reference_date else "",
     }
+    run_config: dict = {"resources": {"settings": {"config": config}}}
+    if quiet:
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
     job = defs.resolve_job_def("main")
-    return job.execute_in_process(
-        run_config={"resources": {"settings": {"config": config}}},
-        instance=instance or instance_for(settings),
-        raise_on_error=False,
-    )
+    instance = instance or instance_for(settings)
+    run_id = str(uuid.uuid4())
+    done = threading.Event()
+    follower = None
+    if quiet:
+        total = len(job.graph.nodes)  # one step per asset or check
+        follower = threading.Thread(target=_follow, args=(instance, run_id, total, done))
+        follower.start()
+    try:
+        return job.execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id
+        )
+    finally:
+        done.set()
+        if follower:
+            follower.join()

@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from pipelines.run import run_main_job  # the Dagster code location, loaded only to run
 
-    result = run_main_job(settings)
+    result = run_main_job(settings, quiet=True)
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         print(f"indices: error: the run failed at {', '.join(failed) or 'a step'}", file=sys.stderr)
