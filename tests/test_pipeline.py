@@ -199,3 +199,13 @@ def test_the_readme_queries_answer(demo_run):
     con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
     for query in queries:
         assert con.execute(query).fetchall(), f"no rows from: {query}"
+
+
+def test_index_releases_carry_their_report(demo_run):
+    settings, _ = demo_run
+    for dataset in ("frailty_index_lsoa", "imd2019_lsoa"):
+        release = settings.publish_dir / dataset / "v000001"
+        manifest = json.loads((release / "manifest.json").read_text())
+        assert [f["path"] for f in manifest["files"]] == ["data.parquet", "report.html"]
+        page = (release / "report.html").read_text()
+        assert "Rank uncertainty" in page and "First release" in page

@@ -5,6 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from indices import steps
+from indices.composite.release import REPORT
+from indices.composite.report import report_markdown
 from indices.composite.spec import load_spec
 from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
@@ -31,8 +33,11 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
         result, releases = steps.build_and_publish_index(
             settings.resolve(), spec_path, run_id=context.run.run_id
         )
+        units = releases["units"]
         return dg.MaterializeResult(
             metadata={
+                "report": dg.MetadataValue.md(report_markdown(result)),
+                "report_page": dg.MetadataValue.path(str(units.path / REPORT)),
                 "dagster/row_count": len(result.units),
                 "weights": dg.MetadataValue.json(result.weights),
                 "imputed": dg.MetadataValue.json(result.imputed),

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from indices.composite.engine import SUMMARY_MEASURES, Result
+from indices.composite.report import render_report
 from indices.composite.spec import IndexSpec, Indicator, walk
-from indices.publish import Release, file_sha256, publish_release
+from indices.publish import DATA_FILE, Release, file_sha256, list_versions, publish_release
 
 LEVEL_NAMES = {"lsoa11_code": "lsoa", "lad19_code": "lad"}
+REPORT = "report.html"  # beside the small-area data of every index release
 
 
 def dataset_names(spec: IndexSpec) -> dict[str, str]:
@@ -75,8 +79,11 @@ def publish_index(
         "summaries": (result.summaries, [spec.group] if spec.group else []),
         "uncertainty": (result.uncertainty, [spec.unit]),
     }
+    names = dataset_names(spec)
+    previous = previous_units(publish_dir, names["units"])
+    report = render_report(result, previous, release=names["units"]).encode()
     releases = {}
-    for role, dataset in dataset_names(spec).items():
+    for role, dataset in names.items():
         frame, sort_by = frames[role]
         upstream = (
             [{"dataset": releases["units"].dataset, "version": releases["units"].version}]
@@ -93,9 +100,18 @@ def publish_index(
             reference_date=reference_date,
             inputs=spec_input + inputs,
             upstream=upstream,
+            extra_files={REPORT: report} if role == "units" else None,
             run_id=run_id,
         )
     return releases
+
+
+def previous_units(publish_dir: Path, dataset: str) -> pd.DataFrame | None:
+    """The small-area results of the latest release so far, to report rank moves against."""
+    versions = list_versions(publish_dir, dataset)
+    if not versions:
+        return None
+    return pq.read_table(Path(publish_dir) / dataset / versions[-1] / DATA_FILE).to_pandas()
 
 
 def nodes_table(spec: IndexSpec, result: Result) -> list[dict]:

@@ -18,6 +18,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from indices.composite.engine import Result
@@ -40,7 +41,6 @@ STYLE = {
     "grid.linewidth": 0.6,
     "axes.axisbelow": True,
     "legend.frameon": False,
-    "svg.hashsalt": "indices-report",
 }
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -49,7 +49,6 @@ main { max-width: 62rem; margin: 0 auto; padding: 1.5rem 1.25rem 3rem; }
 h1 { font-size: 1.6rem; line-height: 1.25; margin: 0 0 .25rem; }
 h2 { font-size: 1.25rem; border-bottom: 1px solid #d0d7de; padding-bottom: .25rem;
   margin-top: 2.5rem; }
-h3 { font-size: 1rem; margin-bottom: .25rem; }
 .release { color: #57606a; margin: 0 0 1rem; font-family: ui-monospace, Menlo, monospace; }
 nav ol { display: flex; flex-wrap: wrap; gap: .25rem 1.25rem; padding: 0; list-style: none; }
 .figures { display: flex; flex-wrap: wrap; gap: .75rem; margin: 1rem 0; }
@@ -58,11 +57,13 @@ nav ol { display: flex; flex-wrap: wrap; gap: .25rem 1.25rem; padding: 0; list-s
 .figures dd { margin: 0; font-size: 1.3rem; font-weight: 600; }
 table { border-collapse: collapse; font-size: .875rem; margin: .5rem 0 1rem; }
 caption { text-align: left; font-weight: 600; padding-bottom: .25rem; }
-th, td { padding: .2rem .6rem; border-bottom: 1px solid #eaeef2; text-align: left;
+th, td { padding: .2rem .5rem; border-bottom: 1px solid #eaeef2; text-align: left;
   vertical-align: top; }
 th { background: #f6f8fa; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.tables { display: flex; flex-wrap: wrap; gap: 0 2rem; }
+.tables { display: flex; flex-wrap: wrap; gap: 0 1.25rem; }
+.tables table { font-size: .8rem; }
+.tables th, .tables td { padding: .15rem .4rem; }
 figure { margin: 1rem 0; }
 img { max-width: 100%; height: auto; }
 figcaption, .note { color: #57606a; font-size: .9rem; }
@@ -117,9 +118,7 @@ def _img(fig: Figure, alt: str, caption: str = "") -> str:
     return f"<figure>{img}{caption_html}</figure>"
 
 
-def _table(
-    frame: pd.DataFrame, numeric: Collection[str] = (), caption: str = "", cls: str = ""
-) -> str:
+def _table(frame: pd.DataFrame, numeric: Collection[str] = (), caption: str = "") -> str:
     """A DataFrame of strings as an HTML table; columns in `numeric` are right-aligned."""
 
     def cell(tag: str, column: str, value: object) -> str:
@@ -135,11 +134,7 @@ def _table(
         for row in frame.itertuples(index=False)
     )
     caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
-    cls_html = f' class="{cls}"' if cls else ""
-    return (
-        f"<table{cls_html}>{caption_html}<thead><tr>{head}</tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
+    return f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _key_figures(figures: dict[str, str]) -> str:
@@ -237,7 +232,7 @@ def domain_contributions(result: Result) -> pd.DataFrame:
 
 
 def rank_moves(result: Result, previous_units: pd.DataFrame) -> pd.DataFrame:
-    """The small areas ranked in both releases, with `previous_rank`, `rank` and `move` (the
+    """The small areas ranked in both releases, with `rank_previous`, `rank` and `move` (the
     previous rank minus the current: positive = moved towards rank 1, more in need)."""
     unit = result.spec.unit
     keep = [c for c in (unit, result.spec.group, "rank", "decile") if c]
@@ -495,15 +490,16 @@ def _moves_table(moves: pd.DataFrame, result: Result, caption: str) -> str:
     frame = pd.DataFrame({"Small area": moves[spec.unit]})
     if spec.group:
         frame["Larger area"] = moves[spec.group]
-    frame["Previous rank"] = moves["rank_previous"].map(_n)
-    frame["Rank"] = moves["rank"].map(_n)
+    frame["Rank before → now"] = [
+        f"{_n(a)} → {_n(b)}" for a, b in zip(moves["rank_previous"], moves["rank"], strict=True)
+    ]
     frame["Move"] = moves["move"].map(lambda m: f"{m:+,.0f}")
     if "decile_previous" in moves:
         frame["Decile"] = [
             f"{int(a)} → {int(b)}" if pd.notna(a) and pd.notna(b) else "–"
             for a, b in zip(moves["decile_previous"], moves["decile"], strict=True)
         ]
-    return _table(frame, {"Previous rank", "Rank", "Move"}, caption=caption)
+    return _table(frame, {"Rank before → now", "Move"}, caption=caption)
 
 
 def _moves(result: Result, previous_units: pd.DataFrame | None) -> str:
@@ -515,9 +511,8 @@ def _moves(result: Result, previous_units: pd.DataFrame | None) -> str:
     new, gone = len(current - earlier), len(earlier - current)
     if moves.empty:
         return _section("moves", _note("No small area is ranked in both releases."))
-    ordered = moves.assign(size=moves["move"].abs())
-    up = ordered[ordered["move"] > 0].sort_values(["move", unit], ascending=[False, True])
-    down = ordered[ordered["move"] < 0].sort_values(["move", unit], ascending=[True, True])
+    up = moves[moves["move"] > 0].sort_values(["move", unit], ascending=[False, True])
+    down = moves[moves["move"] < 0].sort_values(["move", unit], ascending=[True, True])
     up, down = up.head(MOVES_SHOWN), down.head(MOVES_SHOWN)
 
     figures = {
@@ -578,6 +573,27 @@ def _moves(result: Result, previous_units: pd.DataFrame | None) -> str:
     return _section("moves", intro + _key_figures(figures) + tables + _img(fig, alt, caption))
 
 
+def _interval_widths(ax: Axes, frame: pd.DataFrame, width: pd.Series) -> None:
+    """Every area's 90% interval width against its median rank, with a running median: how
+    uncertain a rank is by where the area sits. `frame` is sorted by median rank."""
+    n = len(frame)
+    ax.scatter(
+        frame["median_rank"], width, s=2 if n > 2000 else 6, color="#6baed6",
+        alpha=0.3 if n > 2000 else 0.7, linewidths=0, label="small area",
+    )  # fmt: skip
+    window = max(15, n // 50)
+    running = width.rolling(window, center=True, min_periods=1).median()
+    ax.plot(frame["median_rank"], running, color="#08519c", linewidth=1.5, label="running median")
+    ax.set_title(f"all {n:,} areas: width of the 90% interval")
+    ax.set_xlim(0, n * 1.01)
+    ax.set_ylim(0, None)
+    ax.set_xlabel("median rank (1 = most in need)")
+    ax.set_ylabel("interval width (ranks)")
+    ax.legend(loc="upper left", fontsize=8, markerscale=2)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+
+
 def _uncertainty(result: Result) -> str:
     if result.uncertainty is None or result.uncertainty.empty:
         return _section(
@@ -603,24 +619,7 @@ def _uncertainty(result: Result) -> str:
     fig = _figure(9.5, 4.2)
     if many:
         overview, detail = fig.subplots(1, 2, width_ratios=[1, 1.5])
-        x = np.arange(1, n + 1)
-        overview.fill_between(
-            x, frame["rank_p05"], frame["rank_p95"], color="#9ecae1", linewidth=0,
-            step="mid", label="90% interval",
-        )  # fmt: skip
-        overview.plot(x, frame["median_rank"], color="#08519c", linewidth=1, label="median rank")
-        overview.axvspan(
-            0.5, MAX_INTERVALS + 0.5, color="#fdd0a2", alpha=0.5, linewidth=0, zorder=0,
-            label=f"the {MAX_INTERVALS} on the right",
-        )  # fmt: skip
-        overview.set_title(f"all {n:,} areas")
-        overview.set_xlim(0, n + 1)
-        overview.set_ylim(n * 1.02, 0)
-        overview.set_xlabel("areas sorted by median rank")
-        overview.set_ylabel("rank (1 = most in need)")
-        overview.legend(loc="lower left", fontsize=8)
-        for axis in (overview.xaxis, overview.yaxis):
-            axis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+        _interval_widths(overview, frame, width)
     else:
         detail = fig.add_subplot()
     x = np.arange(1, len(shown) + 1)
@@ -636,37 +635,38 @@ def _uncertainty(result: Result) -> str:
         )  # fmt: skip
     detail.set_title(f"the {len(shown)} most in need" if many else f"all {n} areas")
     detail.set_xlim(0, len(shown) + 1)
-    detail.set_ylim(max(shown["rank_p95"].max(), shown["rank"].max()) * 1.05 + 1, 0)
+    lowest = np.nanmax([shown["rank_p95"].max(), shown["rank"].astype(float).max()])
+    detail.set_ylim(lowest * 1.05 + 1, 0)
     detail.set_xlabel("areas sorted by median rank")
     detail.set_ylabel("rank (1 = most in need)")
     detail.grid(axis="x", visible=False)
     detail.legend(loc="lower left", fontsize=8)
 
-    which = (
-        f"the {len(shown)} areas most in need by median rank (of {n:,}; all are in the left panel)"
-        if many
-        else f"all {n} areas"
-    )
+    which = f"the {len(shown)} areas most in need by median rank" if many else f"all {n} areas"
     alt = (
         f"Vertical 90% intervals of the rank over the Monte Carlo runs for {which}, sorted by "
         f"median rank; the median interval spans {width.median():,.0f} ranks."
+        + (
+            f" Beside it, the interval width of all {n:,} areas against their median rank."
+            if many
+            else ""
+        )
     )
     caption = (
         "Each line is a small area's 90% interval of rank (5th to 95th percentile over the Monte "
         "Carlo runs, which perturb the weights and swap the normalisation and aggregation); the "
         "dot is its median rank and the dash its published rank."
         + (
-            f" Left: every area as a band, the shaded strip marking the {len(shown)} shown one by "
-            "one on the right."
+            f" Left: the width of the interval of every area against its median rank, the line "
+            f"a running median; the {len(shown)} areas on the right are the leftmost."
             if many
             else ""
         )
     )
-    intro = (
-        f"<p>Showing {which}.</p>"
-        if many
-        else "<p>How much each area's rank depends on the choices made in building the index.</p>"
-    )
+    intro = "<p>How much each area's rank depends on the choices made in building the index."
+    if many:
+        intro += f" Showing {which} one by one (right); the left panel covers all {n:,}."
+    intro += "</p>"
     return _section("uncertainty", intro + _key_figures(figures) + _img(fig, alt, caption))
 
 
