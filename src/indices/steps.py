@@ -28,7 +28,8 @@ from indices.sources.extracts import check_raw_folder, current_extracts, newest_
 from indices.sources.layouts import LAYOUTS
 
 GP_SOURCES = ("gp_patients", "gp_events", "gp_medications")
-SOURCES = (*GP_SOURCES, "hes_apc", "asc_cld", "fingertips")
+PERSON_SOURCES = (*GP_SOURCES, "hes_apc", "asc_cld")  # what the person-level measures read
+SOURCES = (*PERSON_SOURCES, "fingertips")
 REQUIRED_SOURCES = GP_SOURCES  # without these there is no population and no eFI
 REFERENCE_FILES = (
     "geography/lsoa11_lad19.csv",
@@ -282,7 +283,7 @@ def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = 
         column_descriptions=column_descriptions(),
         sort_by=list(dataset.sort_by),
         reference_date=d,
-        inputs=lineage_inputs(settings, SOURCES[:5]),
+        inputs=lineage_inputs(settings, PERSON_SOURCES),
         count_columns=[c.name for c in COUNTS],
         run_id=run_id,
     )
@@ -320,7 +321,7 @@ def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | N
         if not i.path.startswith("warehouse:")
     ]
     if uses_warehouse:
-        inputs += lineage_inputs(settings, SOURCES[:5])
+        inputs += lineage_inputs(settings, PERSON_SOURCES)
     releases = publish_index(
         result,
         settings.publish_dir,
