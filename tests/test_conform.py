@@ -191,3 +191,28 @@ def test_empty_and_undecodable_files_are_rejected(tmp_path):
     assert result.ledger[0].rejected.startswith(
         "gp_patients_2025-03-31.csv: not valid UTF-8 text (byte 0xe9"
     )
+
+
+def test_a_header_only_social_care_file_is_an_authority_with_no_events(tmp_path):
+    raw = tmp_path / "raw"
+    write_csv(
+        raw / "gp_patients" / "gp_patients_2025-03-31.csv",
+        PATIENT_COLUMNS,
+        [register_row(VALID[0])],
+    )
+    header = [
+        "LA_Code",
+        "NHS_Number",
+        "Client_ID",
+        "Gender",
+        "Event_Type",
+        "Event_Start_Date",
+        "Event_End_Date",
+        "Service_Type",
+        "Primary_Support_Reason",
+    ]
+    write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", header, [])
+    conform(raw, tmp_path / "warehouse", "gp_patients")
+    result = conform(raw, tmp_path / "warehouse", "asc_cld")
+    (entry,) = result.ledger
+    assert entry.rejected is None and entry.rows_read == 0 and entry.balanced

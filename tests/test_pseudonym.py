@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 import stat
 
-import duckdb
 import nhs_number
 
-from indices.pseudonym import KEY_ENV, MOD11_SQL, is_valid_nhs_number, load_key, pseudonymise
+from indices.pseudonym import KEY_ENV, is_valid_nhs_number, load_key, pseudonymise
 
 
 def reference_valid(number: str) -> bool:
@@ -21,16 +20,11 @@ def reference_valid(number: str) -> bool:
     )
 
 
-def test_sql_and_python_agree_with_the_published_check_digit():
+def test_the_check_digit_agrees_with_the_published_one():
     generator = random.Random(7)
     numbers = ["".join(generator.choice("0123456789") for _ in range(10)) for _ in range(5000)]
     numbers += ["9434765919", "943476591", "94347659199", "943476591X", ""]
-    con = duckdb.connect()
-    con.execute("CREATE TABLE n (n VARCHAR)")
-    con.executemany("INSERT INTO n VALUES (?)", [[x] for x in numbers])
-    in_sql = dict(con.execute(f"SELECT n, {MOD11_SQL.format(n='n')} FROM n").fetchall())
     expected = {x: reference_valid(x) for x in numbers}
-    assert in_sql == expected
     assert {x: is_valid_nhs_number(x) for x in numbers} == expected
     assert sum(expected.values()) > 400  # about 1 in 11 random numbers is valid
 

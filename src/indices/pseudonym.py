@@ -12,17 +12,11 @@ from pathlib import Path
 KEY_ENV = "INDICES_PSEUDONYM_KEY"
 KEY_FILE = "pseudonym.key"
 
-# DuckDB SQL for a normalised (digits only) NHS number `n` passing its Modulus 11 check digit:
-# weights 10..2 on the first nine digits; check = 11 - (sum mod 11), 11 means 0, 10 is invalid.
-MOD11_SQL = """(CASE WHEN regexp_full_match({n}, '[0-9]{{10}}') THEN
-    (11 - list_sum(list_transform(range(1, 10),
-        lambda i: cast(substr({n}, i, 1) AS INTEGER) * (11 - i))) % 11) % 11
-    = cast(substr({n}, 10, 1) AS INTEGER)
-    ELSE false END)"""
-
 
 def is_valid_nhs_number(text: str) -> bool:
-    """Python twin of MOD11_SQL, for callers outside DuckDB; spaces and hyphens are allowed."""
+    """The Modulus 11 check of the NHS Data Dictionary: weights 10 to 2 on the first nine
+    digits; check = 11 - (sum mod 11), where 11 means 0 and 10 makes the number invalid.
+    Spaces and hyphens are allowed."""
     digits = text.replace(" ", "").replace("-", "")
     if len(digits) != 10 or not digits.isdigit():
         return False

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
-from indices.pseudonym import MOD11_SQL, pseudonymise
+from indices.pseudonym import is_valid_nhs_number, pseudonymise
 from indices.publish import input_record
 from indices.reference import reference_path
 from indices.schemas import conformed_schemas
@@ -360,7 +360,7 @@ def _load_file(
         "+ (SELECT count(*) FROM malformed WHERE file = $f)",
         {"f": extract.path.name},
     ).fetchone()[0]
-    if rows == 0:
+    if rows == 0 and not layout.allow_no_rows:
         raise FileRejected(f"{extract.path.name}: no data rows")
 
 
@@ -387,7 +387,6 @@ def _parsed_columns(column: RawColumn) -> list[str]:
         return [
             f"{clean} AS nhs_clean",
             f"{t} IS NULL AS nhs_blank",
-            f"coalesce({MOD11_SQL.format(n=clean)}, false) AS nhs_valid",
             f"{t} <> {clean} AS fix_nhs_normalised",
         ]
     if column.kind in (Kind.DATE, Kind.UK_DATE):
@@ -515,11 +514,14 @@ def _parse_and_pseudonymise(
             f"{_reason_sql(layout)} AS reason FROM parsed"
         )
     else:
+        # Each distinct number is checked (Modulus 11) and pseudonymised once, not once per row:
+        # an events extract has tens of rows per person.
         numbers = [
             r[0]
             for r in con.execute(
-                "SELECT DISTINCT nhs_clean FROM parsed WHERE nhs_valid ORDER BY 1"
+                "SELECT DISTINCT nhs_clean FROM parsed WHERE nhs_clean IS NOT NULL ORDER BY 1"
             ).fetchall()
+            if is_valid_nhs_number(r[0])
         ]
         mapping = pa.table(
             {
@@ -529,9 +531,9 @@ def _parse_and_pseudonymise(
         )
         con.register("pseudonym_map", mapping)
         con.execute(
-            "CREATE TEMP TABLE rows AS SELECT p.* EXCLUDE (nhs_clean), m.person_id, "
-            f"{_reason_sql(layout)} AS reason "
-            "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean)"
+            f"CREATE TEMP TABLE rows AS SELECT *, {_reason_sql(layout)} AS reason FROM ("
+            "SELECT p.* EXCLUDE (nhs_clean), m.person_id, m.person_id IS NOT NULL AS nhs_valid "
+            "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean))"
         )
         con.unregister("pseudonym_map")
     con.execute("DROP TABLE parsed")

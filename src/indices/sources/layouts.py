@@ -60,6 +60,9 @@ class SourceLayout:
     encodings: tuple[str, ...] = ("utf-8",)  # tried in order
     episode_key: str | None = None  # a key whose versions must agree (HES epikey)
     blank_nhs_reason: str = "invalid_nhs_number"
+    # A header-only file is a real answer for an authority with no events; a national extract
+    # with no rows is a broken delivery.
+    allow_no_rows: bool = False
 
     @property
     def nhs_column(self) -> RawColumn | None:
@@ -157,6 +160,7 @@ LAYOUTS: dict[str, SourceLayout] = {
             ),
             encodings=("utf-8", "cp1252"),
             blank_nhs_reason="no_nhs_number",
+            allow_no_rows=True,
         ),
         SourceLayout(
             "fingertips",
