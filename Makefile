@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint ui demo-data clean
+.PHONY: install run test lint ui screenshot demo-data clean
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -23,18 +23,30 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install
 	$(BIN)/indices run
 
-test: install
-	$(BIN)/ruff check src pipelines tests
-	$(BIN)/ruff format --check src pipelines tests
+# The browser test drives Debian's chromium through Playwright (whose own browser download fails
+# here): install it once, with sudo when not root.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+
+test: install $(BROWSER)
+	$(BIN)/ruff check src pipelines tests scripts benchmarks
+	$(BIN)/ruff format --check src pipelines tests scripts benchmarks
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check src pipelines tests
-	$(BIN)/ruff format --check src pipelines tests
+	$(BIN)/ruff check src pipelines tests scripts benchmarks
+	$(BIN)/ruff format --check src pipelines tests scripts benchmarks
 
 # The UI and the daemon (schedules, sensors, run queue) on 127.0.0.1:3000, one instance with `make run`.
+# The code location is pyproject.toml's [tool.dagster]: module pipelines.definitions, named indices.
 ui: install
-	$(BIN)/dagster dev --host 127.0.0.1 --port 3000 -m pipelines.definitions
+	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
+
+# Refresh docs/asset-graph.png from a real UI run in headless Chromium (tests/test_ui.py).
+screenshot: install
+	INDICES_REFRESH_SCREENSHOT=1 $(BIN)/pytest tests/test_ui.py
 
 # The committed demo extracts: small, deterministic, with faults at a low rate.
 demo-data: install

@@ -42,7 +42,7 @@ def test_definitions_load():
     assert defs.resolve_job_def("main") is not None
     assert defs.resolve_schedule_def("nightly").execution_timezone == "Europe/London"
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert groups == {"conformed", "measures", "published", "indices"}
+    assert groups == {"raw", "conformed", "measures", "published", "indices"}
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ import dagster as dg
 from indices import steps
 from indices.schemas import conformed_schemas, validate_parquet
 from indices.sources.conform import ledger_frame, warehouse_paths
+from indices.sources.extracts import RawFolderError
+from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
 from pipelines.metadata import COMMON, markdown_table, table_schema
 from pipelines.resources import IndicesSettings
 
@@ -29,12 +31,19 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         group_name="conformed",
         kinds={"duckdb", "parquet"},
         **COMMON,
-        deps=[dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])],
+        deps=[
+            raw_key(source),
+            *(dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])),
+        ],
         description=DESCRIPTIONS[source],
         metadata={"dagster/column_schema": table_schema(schema)},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _conformed(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        result = steps.conform(settings.resolve(), source)
+        try:
+            result = steps.conform(settings.resolve(), source)
+        except RawFolderError as error:  # a retry cannot help
+            raise dg.Failure(str(error), allow_retries=False) from error
         ledger = ledger_frame(result.ledger)
         for entry in result.ledger:
             if entry.rejected:

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 from indices import steps
 from indices.areas import COUNTS, RATES, column_descriptions
 from indices.publish import audit_table, list_versions
+from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.metadata import COMMON, release_metadata
 from pipelines.resources import IndicesSettings
 
@@ -32,6 +33,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         group_name="published",
         kinds={"duckdb", "parquet"},
         **COMMON,
+        retry_policy=TRANSIENT_RETRY,
         deps=[dg.AssetKey(["measures", "area_counts"])],
         description=dataset.description,
     )
@@ -73,6 +75,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     group_name="published",
     kinds={"parquet"},
     **COMMON,
+    retry_policy=TRANSIENT_RETRY,
     deps=[dg.AssetKey(["conformed", s]) for s in steps.SOURCES],
     description="How every raw row was disposed of: per source and file, rows conformed, "
     "quarantined per reason, values corrected, files rejected. Counts only.",

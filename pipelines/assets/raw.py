@@ -1,0 +1,106 @@
+"""Raw extracts as observable source assets: observing one records its data version, the hash
+of the extracts in force, so the UI shows what a new extract makes stale."""
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from indices import steps
+from indices.reference import file_sha256
+from indices.sources.extracts import RawFolderError, current_extracts
+from pipelines.metadata import COMMON, markdown_table
+from pipelines.resources import IndicesSettings
+
+# Every asset that reads or writes files retries on failure: a share or disk that hiccups
+# (transient I/O) gets two more tries, 10 s then 20 s later. A raw folder that cannot be used is
+# not retried (conformed assets raise `dg.Failure(allow_retries=False)` for it).
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL)
+
+ABSENT = "absent"  # the data version of a source with no extract (its folder may be missing)
+INVALID = "invalid"  # a source folder holding a file that is not an extract of it
+
+DESCRIPTIONS = {
+    "gp_patients": "GP patient register extracts, as sent: one full snapshot per extract date.",
+    "gp_events": "GP coded clinical event extracts (SNOMED CT), as sent.",
+    "gp_medications": "GP prescription issue extracts (BNF), as sent.",
+    "hes_apc": "Hospital Episode Statistics admitted patient care extracts, as sent.",
+    "asc_cld": "Adult social care client level data, one extract per local authority, as sent.",
+    "fingertips": "Public health profile indicator extracts (Fingertips), as sent.",
+}
+
+
+def raw_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source])
+
+
+def source_version(raw_dir: Path, source: str) -> tuple[str, list[dict]]:
+    """The data version of a source's extracts in force (the newest, or for asc_cld the newest
+    per authority) and one record per file. The version is the SHA-256 of the lines
+    `<file name> <SHA-256 of the file's content>`, sorted by name, so it changes with the content
+    and with the extract date in the name; `absent` when there is no extract."""
+    extracts = current_extracts(raw_dir, source)
+    if not extracts:
+        return ABSENT, []
+    files = sorted(
+        (
+            {
+                "file": e.path.name,
+                "extract_date": e.extract_date.isoformat(),
+                "bytes": e.path.stat().st_size,
+                "sha256": file_sha256(e.path),
+            }
+            for e in extracts
+        ),
+        key=lambda f: f["file"],
+    )
+    lines = "".join(f"{f['file']} {f['sha256']}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest(), files
+
+
+def raw_asset(source: str) -> dg.AssetsDefinition:
+    spec = dg.AssetSpec(
+        key=raw_key(source),
+        group_name="raw",
+        kinds={"csv", "parquet"},
+        owners=COMMON["owners"],
+        description=f"{DESCRIPTIONS[source]} Files `{source}/{source}_"
+        + ("<LAD code>_" if source == "asc_cld" else "")
+        + "<YYYY-MM-DD>.csv|csv.gz|parquet` in the raw folder (read-only). Observing it hashes "
+        "the extracts in force; a new or changed one marks the conformed table made from the "
+        "old one stale.",
+    )
+
+    def _observe(context: dg.AssetExecutionContext, settings: IndicesSettings):
+        folder = settings.resolve().raw_dir / source
+        try:
+            version, files = source_version(folder.parent, source)
+        except RawFolderError as error:
+            context.log.warning(str(error))
+            return dg.ObserveResult(
+                data_version=dg.DataVersion(INVALID),
+                metadata={"folder": dg.MetadataValue.path(str(folder)), "problem": str(error)},
+            )
+        if not files:
+            context.log.info(f"no extract of {source} in {folder}")
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(version),
+            metadata={
+                "folder": dg.MetadataValue.path(str(folder)),
+                "extracts": len(files),
+                "newest_extract_date": max((f["extract_date"] for f in files), default=""),
+                "bytes": sum(f["bytes"] for f in files),
+                "files": markdown_table(pd.DataFrame(files)),
+            },
+        )
+
+    with warnings.catch_warnings():  # a beta API, the one that gives a source owners and kinds
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.multi_observable_source_asset(specs=[spec], name=f"observe_raw_{source}")(
+            _observe
+        )
+
+
+definitions = dg.Definitions(assets=[raw_asset(s) for s in steps.SOURCES])
