@@ -130,6 +130,18 @@ def test_a_half_written_release_is_invisible_and_its_number_skipped(bucket, tmp_
     assert not storage.exists(f"{root}/demo/v000002")
 
 
+def test_a_version_another_publisher_took_is_not_overwritten(bucket, monkeypatch):
+    root = f"{bucket}/published"
+    publish(root, table(5), [])
+    # Another publisher took v000002 after this one listed the folders.
+    storage.write_text(f"{root}/demo/v000002/manifest.json", "{}")
+    monkeypatch.setattr("indices.publish.release_folders", lambda *args: [])
+    mine = publish(root, table(5, shift=2), [{"role": "r", "path": "x", "sha256": "3"}])
+    assert mine.version == "v000003"
+    assert storage.read_text(f"{root}/demo/v000002/manifest.json") == "{}"
+    assert read_manifest(root, "demo", "v000003")["version"] == "v000003"
+
+
 def test_the_same_code_path_on_memory(tmp_path):
     root = f"memory://indices-{uuid.uuid4().hex[:8]}/published"
     publish(root, table(7), [])

@@ -99,8 +99,9 @@ def read_manifest(publish_dir: Location, dataset: str, version: str) -> dict:
 
 def publish_lock(publish_dir: Location):
     """One publisher at a time per local publish folder (choosing a version, rebuilding the
-    catalog). An object store has no lock: one publisher per location (the pointer of a version
-    is created only if absent, so a second publisher fails rather than overwrite a release)."""
+    catalog). An object store has no lock: a version is taken by creating its manifest only if
+    absent, and its pointer likewise, so publishers never overwrite each other's release; the
+    catalog is rebuilt by each, the last one wins."""
     if storage.is_url(publish_dir):
         return nullcontext()
     return _local_lock(Path(publish_dir))
@@ -252,18 +253,21 @@ def publish_release(
                 manifest["changed_inputs"] = changed_inputs(latest, inputs)
             # The next number after every release and every folder a killed run left.
             taken = versions + release_folders(publish_dir, dataset)
-            version = version_name(max(int(v[1:]) for v in taken) + 1 if taken else 1)
-            manifest["version"] = version
-            text = json.dumps(manifest, indent=2) + "\n"
-            (staging / MANIFEST).write_text(text)
-            for item in staging.iterdir():
-                item.chmod(0o444)  # a release never changes: its files are read-only
-            target = storage.join(publish_dir, dataset, version)
+            number = max(int(v[1:]) for v in taken) + 1 if taken else 1
+            while True:
+                version = version_name(number)
+                manifest["version"] = version
+                text = json.dumps(manifest, indent=2) + "\n"
+                target = storage.join(publish_dir, dataset, version)
+                if not remote or _claim(storage.join(target, MANIFEST), text):
+                    break
+                number += 1  # another publisher took this version meanwhile
             if remote:
-                if storage.exists(target):
-                    raise ReleaseExists(f"{target} already exists; releases are never overwritten")
-                storage.put(staging, target)
+                storage.put(staging, target)  # the data and extra files; the manifest is there
             else:
+                (staging / MANIFEST).write_text(text)
+                for item in staging.iterdir():
+                    item.chmod(0o444)  # a release never changes: its files are read-only
                 target.parent.mkdir(parents=True, exist_ok=True)
                 move_into_place(staging, target)
             try:  # last: the release becomes visible
@@ -274,6 +278,16 @@ def publish_release(
         return Release(dataset, version, target, True, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _claim(manifest_path: Location, text: str) -> bool:
+    """Take a version on an object store, which has no lock: its manifest is created only if
+    absent (a conditional PUT on S3); False when another publisher has it."""
+    try:
+        storage.write_text(manifest_path, text, exclusive=True)
+    except FileExistsError:
+        return False
+    return True
 
 
 class ReleaseExists(Exception):
