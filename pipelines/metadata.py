@@ -47,7 +47,7 @@ def release_metadata(release) -> dict:
         "version": release.version,
         "newly_published": release.published,
         "release": dg.MetadataValue.path(str(release.path)),
-        "manifest": dg.MetadataValue.path(str(release.path / "manifest.json")),
+        "manifest": dg.MetadataValue.path(str(release.manifest_path)),
         "reference_date": manifest["reference_date"] or "",
         "changed_inputs": "\n".join(manifest.get("changed_inputs") or []) or "none",
     }

@@ -9,17 +9,22 @@ from pathlib import Path
 import dagster as dg
 from rich.progress import Progress
 
+from indices import storage
 from indices.settings import Settings
 from pipelines.definitions import defs
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """`DAGSTER_HOME`'s instance when set (as `make` sets it), else one kept in the private
-    warehouse, so every run is recorded somewhere the UI can show."""
+    warehouse (in `~/.indices/dagster_home` when the warehouse is an object store), so every
+    run is recorded somewhere the UI can show."""
     home = os.environ.get("DAGSTER_HOME")
     if home:
         return dg.DagsterInstance.get()
-    fallback = Path(settings.warehouse_dir) / "dagster_home"
+    if storage.is_url(settings.warehouse_dir):
+        fallback = Path.home() / ".indices" / "dagster_home"
+    else:
+        fallback = Path(settings.warehouse_dir) / "dagster_home"
     fallback.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.local_temp(str(fallback))
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from indices.cli import main
+from indices.publish import list_versions
 from indices.settings import Settings
 from pipelines.definitions import defs
 from pipelines.run import run_main_job
@@ -137,8 +138,9 @@ def test_an_unchanged_rerun_publishes_nothing(demo_run):
     settings, _ = demo_run
     result = run_main_job(settings, instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    versions = sorted(p.name for p in (settings.publish_dir / "frailty_lad").iterdir())
-    assert versions == ["v000001"]
+    folders = sorted(p.name for p in (settings.publish_dir / "frailty_lad").iterdir())
+    assert folders == ["_releases", "v000001"]
+    assert list_versions(settings.publish_dir, "frailty_lad") == ["v000001"]
 
 
 @pytest.mark.parametrize(

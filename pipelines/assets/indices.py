@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from indices import steps
+from indices import steps, storage
 from indices.composite.release import REPORT
 from indices.composite.report import report_markdown
 from indices.composite.spec import load_spec
@@ -37,7 +37,7 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "report": dg.MetadataValue.md(report_markdown(result)),
-                "report_page": dg.MetadataValue.path(str(units.path / REPORT)),
+                "report_page": dg.MetadataValue.path(str(storage.join(units.path, REPORT))),
                 "dagster/row_count": len(result.units),
                 "weights": dg.MetadataValue.json(result.weights),
                 "imputed": dg.MetadataValue.json(result.imputed),

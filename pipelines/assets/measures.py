@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from indices import steps
+from indices import steps, storage
 from indices.duck import query_rows, sql_str
-from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
 
@@ -16,7 +15,6 @@ CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.PERSON_SOURCES]
     group_name="measures",
     kinds={"duckdb", "parquet"},
     **COMMON,
-    retry_policy=TRANSIENT_RETRY,
     deps=CONFORMED,
     description="One row per person in the population at the reference date: age, sex, area, "
     "eFI deficits and category. Private: never published.",
@@ -39,7 +37,7 @@ def persons(settings: IndicesSettings) -> dg.MaterializeResult:
 
 @dg.asset_check(asset=persons, blocking=True, description="Each person appears once.")
 def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = settings.resolve().warehouse_dir / "measures" / "persons.parquet"
+    path = storage.join(settings.resolve().warehouse_dir, "measures", "persons.parquet")
     duplicates = query_rows(
         f"SELECT count(*) - count(DISTINCT person_id) FROM read_parquet({sql_str(path)})"
     )[0][0]
@@ -69,7 +67,6 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
     group_name="measures",
     kinds={"duckdb", "parquet"},
     **COMMON,
-    retry_policy=TRANSIENT_RETRY,
     deps=[persons],
     description="Exact counts per LSOA, local authority and England, before disclosure "
     "control. Private: the published datasets are made from it.",
@@ -92,7 +89,7 @@ def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
     description="Category counts add up to their population, before rounding.",
 )
 def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = settings.resolve().warehouse_dir / "measures" / "area_counts.parquet"
+    path = storage.join(settings.resolve().warehouse_dir, "measures", "area_counts.parquet")
     problems = steps.partition_problems(path)
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": len(problems)})
 
@@ -103,7 +100,7 @@ def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
     description="Every LSOA of every covered local authority has a row.",
 )
 def every_lsoa_present(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = settings.resolve().warehouse_dir / "measures" / "area_counts.parquet"
+    path = storage.join(settings.resolve().warehouse_dir, "measures", "area_counts.parquet")
     missing = steps.missing_lsoas(path)
     return dg.AssetCheckResult(
         passed=not missing, metadata={"missing": len(missing), "first": ", ".join(missing[:5])}

@@ -1,9 +1,8 @@
 """Published area datasets: disclosure controlled, audited, released with a manifest."""
 
 import dagster as dg
-import pyarrow.parquet as pq
 
-from indices import steps
+from indices import steps, storage
 from indices.areas import COUNTS, RATES, column_descriptions
 from indices.publish import audit_table, list_versions
 from pipelines.assets.raw import TRANSIENT_RETRY
@@ -59,7 +58,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     def _disclosure_controlled(settings: IndicesSettings) -> dg.AssetCheckResult:
         publish_dir = settings.resolve().publish_dir
         latest = list_versions(publish_dir, dataset.name)[-1]
-        table = pq.read_table(publish_dir / dataset.name / latest / "data.parquet")
+        table = storage.read_table(storage.join(publish_dir, dataset.name, latest, "data.parquet"))
         problems = audit_table(table, [c.name for c in COUNTS])
         undocumented = [c for c in table.column_names if c not in column_descriptions()]
         problems += [f"undocumented column {c}" for c in undocumented]

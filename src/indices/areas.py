@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import duckdb
 
+from indices import storage
 from indices.availability import Withheld
 from indices.disclosure import DISCLOSURE_MACROS
 from indices.duck import connect, copy_to_parquet, sql_str
@@ -96,7 +96,7 @@ PARTITIONS = {
 }
 
 
-def area_counts_sql(persons: Path, withheld: Withheld) -> str:
+def area_counts_sql(persons: storage.Location, withheld: Withheld) -> str:
     """Exact counts per LSOA, per LAD and for England, one row per area with a `level`; a count
     whose inputs are missing is null and `withheld_reason` says why."""
     lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
@@ -127,18 +127,20 @@ def area_counts_sql(persons: Path, withheld: Withheld) -> str:
     """
 
 
-def build_area_counts(warehouse_dir: Path, withheld: Withheld) -> tuple[Path, int]:
+def build_area_counts(
+    warehouse_dir: storage.Location, withheld: Withheld
+) -> tuple[storage.Location, int]:
     """Write the private, exact area counts; their path and row count."""
-    persons = Path(warehouse_dir) / "measures" / "persons.parquet"
-    target = Path(warehouse_dir) / "measures" / "area_counts.parquet"
-    con = connect(Path(warehouse_dir) / "tmp")
+    persons = storage.join(warehouse_dir, "measures", "persons.parquet")
+    target = storage.join(warehouse_dir, "measures", "area_counts.parquet")
+    con = connect(storage.scratch_dir(warehouse_dir))
     try:
         return target, copy_to_parquet(con, area_counts_sql(persons, withheld), target)
     finally:
         con.close()
 
 
-def published_area_sql(area_counts: Path, level: str, reference_date: date) -> str:
+def published_area_sql(area_counts: storage.Location, level: str, reference_date: date) -> str:
     """A published area dataset: keys, rounded or suppressed counts, flags and rates."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
@@ -165,7 +167,7 @@ def published_area_sql(area_counts: Path, level: str, reference_date: date) -> s
 
 
 def published_area_table(
-    area_counts: Path, level: str, reference_date: date, con: duckdb.DuckDBPyConnection
+    area_counts: storage.Location, level: str, reference_date: date, con: duckdb.DuckDBPyConnection
 ):
     """The published dataset of one level as an Arrow table."""
     con.execute(DISCLOSURE_MACROS)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indices import storage
 from indices.duck import sql_str
 from indices.sources.conform import read_sidecar, sidecar_path
 from indices.sources.extracts import parse_extract_name
@@ -63,7 +64,7 @@ class Withheld:
 
 def _problem(warehouse_dir: Path, source: str) -> str | None:
     """Why a national source cannot be used, or None when it can."""
-    if not sidecar_path(warehouse_dir, source).exists():
+    if not storage.exists(sidecar_path(warehouse_dir, source)):
         return f"{source} was not conformed"
     ledger = read_sidecar(warehouse_dir, source)["ledger"]
     rejected = [r["reason"] for r in ledger if r["outcome"] == "rejected"]
@@ -84,7 +85,7 @@ def withheld_measures(warehouse_dir: Path, covered_lads: Iterable[str]) -> Withh
     for measure, source in PER_AUTHORITY.items():
         usable: set[str] = set()
         rejected: dict[str, str] = {}
-        if sidecar_path(warehouse_dir, source).exists():
+        if storage.exists(sidecar_path(warehouse_dir, source)):
             sidecar = read_sidecar(warehouse_dir, source)
             reasons = {
                 r["file"]: r["reason"] for r in sidecar["ledger"] if r["outcome"] == "rejected"

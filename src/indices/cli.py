@@ -136,17 +136,23 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"indices: run {result.run_id} succeeded")
     print(f"published datasets in {settings.publish_dir}:")
+    from indices import storage
     from indices.publish import list_versions
 
     for dataset in AREA_DATASETS:
         versions = list_versions(settings.publish_dir, dataset.name)
-        print(f"  {dataset.name:<18} {versions[-1]}  {settings.publish_dir / dataset.name}")
-    catalog = settings.publish_dir / "catalog.duckdb"
+        folder = storage.join(settings.publish_dir, dataset.name)
+        print(f"  {dataset.name:<18} {versions[-1]}  {folder}")
+    catalog = storage.join(settings.publish_dir, "catalog.duckdb")
+    print(f"catalog: {catalog}")
+    if storage.is_url(catalog):
+        print("on an object store: see README, 'For analysts', to query it with DuckDB")
+        return 0
     query = (
         "SELECT lad19_code, pop_65plus, efi_moderate, efi_severe, efi_moderate_severe_rate "
         "FROM frailty_lad ORDER BY lad19_code"
     )
-    print(f"catalog: {catalog}\nquery it with DuckDB from anywhere, for example:")
+    print("query it with DuckDB from anywhere, for example:")
     print(
         f'  {sys.executable} -c "import duckdb; '
         f"print(duckdb.connect('{catalog}', read_only=True).sql('{query}'))\""

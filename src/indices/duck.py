@@ -8,16 +8,26 @@ from pathlib import Path
 
 import duckdb
 
+from indices import storage
+
 MEMORY_LIMIT = os.environ.get("INDICES_DUCKDB_MEMORY", "2GB")
 
 
 def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory connection; large intermediates spill to `spill_dir`."""
+    """A fresh in-memory connection; large intermediates spill to `spill_dir` (local). It reads
+    the object stores in use through their fsspec filesystems (see `indices.storage`)."""
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": True})
+    register(con)
     if spill_dir is not None:
         Path(spill_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory = {sql_str(spill_dir)}")
     return con
+
+
+def register(con: duckdb.DuckDBPyConnection) -> None:
+    """Let a connection read `s3://...` (or any other object-store URL in use) through fsspec."""
+    for fs in storage.remote_filesystems():
+        con.register_filesystem(fs)
 
 
 def sql_str(value: object) -> str:
@@ -30,23 +40,27 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
-    """Write a query to Parquet atomically (temporary file, then rename); the rows written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def copy_to_parquet(
+    con: duckdb.DuckDBPyConnection, query: str, path: storage.Location, scratch: Path | None = None
+) -> int:
+    """Write a query to Parquet atomically: to a local temporary file (beside the target when it
+    is local, else in `scratch`), then renamed or uploaded into place; the rows written."""
+    if storage.is_url(path):
+        tmp = storage.local_temp(scratch or storage.scratch_dir(path), ".parquet")
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
     con.execute(
         f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
     )
-    os.replace(tmp, path)
-    return con.execute(f"SELECT count(*) FROM read_parquet({sql_str(path)})").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(tmp)})").fetchone()[0]
+    storage.put(tmp, path)
+    return rows
 
 
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON beside, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def write_json_atomic(path: storage.Location, payload: object) -> None:
+    """Write JSON whole: beside, then renamed over the target (one upload on an object store)."""
+    storage.write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def query_rows(query: str) -> list[tuple]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
-
-from indices.duck import ident, sql_str
+from indices import storage
+from indices.duck import connect, ident, sql_str
 from indices.publish import (
     DATA_FILE,
     STAGING,
     list_versions,
+    pointer_path,
     publish_lock,
     read_manifest,
     rebuild_catalog,
+    release_folders,
 )
 
 
@@ -81,9 +82,9 @@ def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int 
     )
     manifest = read_manifest(publish_dir, dataset, new)
     key = manifest.get("key") or [manifest["schema"][0]["column"]]
-    paths = [sql_str(Path(publish_dir) / dataset / v / DATA_FILE) for v in (old, new)]
+    paths = [sql_str(storage.join(publish_dir, dataset, v, DATA_FILE)) for v in (old, new)]
     on = " AND ".join(f"a.{ident(k)} IS NOT DISTINCT FROM b.{ident(k)}" for k in key)
-    con = duckdb.connect()
+    con = connect()
     try:
         con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet({paths[0]})")
         con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({paths[1]})")
@@ -120,20 +121,35 @@ def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int 
 
 def prune_releases(publish_dir: Path, dataset: str, keep: int) -> list[str]:
     """Remove all but the newest `keep` releases of a dataset (at least one is always kept),
-    and any staging leftovers of killed runs; the catalog is rebuilt. The versions removed."""
+    and what killed runs left (staging folders, release folders no pointer names); the catalog
+    is rebuilt. The versions removed."""
     if keep < 1:
         raise ValueError("keep must be at least 1: the latest release is never removed")
+    publish_dir = storage.coerce(publish_dir)
     with publish_lock(publish_dir):
         versions = list_versions(publish_dir, dataset)
         if not versions:
             raise ValueError(f"no releases of {dataset!r} in {publish_dir}")
         removed = versions[:-keep]
         for version in removed:
-            shutil.rmtree(Path(publish_dir) / dataset / version)
-        for leftover in (Path(publish_dir) / STAGING).glob(f"{dataset}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            storage.rm(pointer_path(publish_dir, dataset, version))  # first: now invisible
+            _remove_folder(storage.join(publish_dir, dataset, version))
+        for folder in release_folders(publish_dir, dataset):
+            if folder not in versions:
+                _remove_folder(storage.join(publish_dir, dataset, folder))
+        if not storage.is_url(publish_dir):
+            for leftover in (publish_dir / STAGING).glob(f"{dataset}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
         rebuild_catalog(publish_dir)
     return removed
+
+
+def _remove_folder(folder: storage.Location) -> None:
+    """Remove a release folder; locally its files are read-only, so make them writable first."""
+    if not storage.is_url(folder):
+        for item in Path(folder).glob("*"):
+            item.chmod(0o644)
+    storage.rm(folder)
 
 
 def openlineage_events(publish_dir: Path, dataset: str, version: str | None = None) -> list:
@@ -152,7 +168,9 @@ def openlineage_events(publish_dir: Path, dataset: str, version: str | None = No
 
     version = resolve_version(publish_dir, dataset, version)
     manifest = read_manifest(publish_dir, dataset, version)
-    namespace = f"file://{Path(publish_dir).resolve()}"
+    namespace = (
+        str(publish_dir) if storage.is_url(publish_dir) else f"file://{Path(publish_dir).resolve()}"
+    )
     inputs = [
         InputDataset(namespace="file://" + str(Path(i["path"]).parent), name=Path(i["path"]).name)
         for i in manifest.get("inputs", [])

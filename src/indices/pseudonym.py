@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -25,11 +26,20 @@ def is_valid_nhs_number(text: str) -> bool:
     return check != 10 and check == int(digits[9])
 
 
-def load_key(warehouse_dir: Path) -> bytes:
+def load_key(warehouse_dir: Path | str) -> bytes:
     """The pseudonym key: `INDICES_PSEUDONYM_KEY`, or a key file created once in the warehouse."""
     from_env = os.environ.get(KEY_ENV)
     if from_env:
         return from_env.encode()
+    from indices import storage
+
+    if storage.is_url(warehouse_dir):
+        path = storage.join(warehouse_dir, KEY_FILE)
+        if not storage.exists(path):
+            # Two runs starting together must not each write a different key.
+            with contextlib.suppress(FileExistsError):
+                storage.write_text(path, secrets.token_hex(32), exclusive=True)
+        return storage.read_text(path).strip().encode()
     path = Path(warehouse_dir) / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """Publishing: immutable, versioned releases with a manifest, and the analysts' DuckDB catalog.
 
-A release is `<publish-dir>/<dataset>/<version>/` holding `data.parquet` and `manifest.json`.
-Write, audit, publish: the release is written to a staging folder, audited, and only then renamed
-into place in one atomic step, so a killed run leaves no partial release visible. A release never
-changes; an unchanged rerun publishes nothing. `catalog.duckdb` is rebuilt after every publish and
-replaced atomically.
+A release is `<publish-dir>/<dataset>/<version>/` holding `data.parquet` and `manifest.json`,
+and it is visible once its pointer `<publish-dir>/<dataset>/_releases/<version>.json` (a copy of
+the manifest) exists. Write, audit, publish: the release is written to a local staging folder,
+audited, moved into place (renamed locally, uploaded to an object store), and only then is its
+pointer written, in one atomic step (a rename, or one PUT), so a killed run leaves at worst a
+folder no pointer names, which nothing lists. The publish folder may be local or an object-store
+URL (`indices.storage`): one code path. A release never changes; an unchanged rerun publishes
+nothing. `catalog.duckdb` is rebuilt after every publish and replaced atomically.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,14 +32,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import indices
-from indices.duck import ident, sql_str
+from indices import storage
+from indices.duck import ident, register, sql_str
 from indices.reference import file_sha256
+from indices.storage import Location
 
 DATA_FILE = "data.parquet"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.duckdb"
 STAGING = ".staging"
+RELEASES = "_releases"  # a release is visible iff its pointer `_releases/<version>.json` exists
 LOCK = ".publish.lock"
+VERSION = re.compile(r"v\d{6}")
 # Columns that identify a person: none may reach a published table.
 PERSON_COLUMNS = frozenset({"person_id", "nhs_number", "pseudonym", "date_of_birth"})
 
@@ -47,13 +56,17 @@ class AuditFailed(Exception):
 class Release:
     dataset: str
     version: str
-    path: Path
+    path: Location
     published: bool  # False when an identical release already existed
     manifest: dict
 
     @property
-    def data_path(self) -> Path:
-        return self.path / DATA_FILE
+    def data_path(self) -> Location:
+        return storage.join(self.path, DATA_FILE)
+
+    @property
+    def manifest_path(self) -> Location:
+        return storage.join(self.path, MANIFEST)
 
 
 def version_name(number: int) -> str:
@@ -61,20 +74,41 @@ def version_name(number: int) -> str:
     return f"v{number:06d}"
 
 
-def list_versions(publish_dir: Path, dataset: str) -> list[str]:
-    folder = Path(publish_dir) / dataset
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith("v"))
+def pointer_path(publish_dir: Location, dataset: str, version: str) -> Location:
+    return storage.join(publish_dir, dataset, RELEASES, f"{version}.json")
 
 
-def read_manifest(publish_dir: Path, dataset: str, version: str) -> dict:
-    return json.loads((Path(publish_dir) / dataset / version / MANIFEST).read_text())
+def list_versions(publish_dir: Location, dataset: str) -> list[str]:
+    """The visible releases of a dataset: those with a pointer, in publication order."""
+    names = storage.listdir(storage.join(publish_dir, dataset, RELEASES))
+    versions = (n.removesuffix(".json") for n in names if n.endswith(".json"))
+    return sorted(v for v in versions if VERSION.fullmatch(v))
+
+
+def release_folders(publish_dir: Location, dataset: str) -> list[str]:
+    """Every version folder of a dataset, pointed or not (a killed run may leave one)."""
+    return sorted(
+        n for n in storage.listdir(storage.join(publish_dir, dataset)) if VERSION.fullmatch(n)
+    )
+
+
+def read_manifest(publish_dir: Location, dataset: str, version: str) -> dict:
+    """A release's manifest, read from its pointer (a copy of `manifest.json`)."""
+    return json.loads(storage.read_text(pointer_path(publish_dir, dataset, version)))
+
+
+def publish_lock(publish_dir: Location):
+    """One publisher at a time per local publish folder (choosing a version, rebuilding the
+    catalog). An object store has no lock: a version is taken by creating its manifest only if
+    absent, and its pointer likewise, so publishers never overwrite each other's release; the
+    catalog is rebuilt by each, the last one wins."""
+    if storage.is_url(publish_dir):
+        return nullcontext()
+    return _local_lock(Path(publish_dir))
 
 
 @contextmanager
-def publish_lock(publish_dir: Path) -> Iterator[None]:
-    """One publisher at a time per publish folder (choosing a version, rebuilding the catalog)."""
+def _local_lock(publish_dir: Path) -> Iterator[None]:
     Path(publish_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(publish_dir) / LOCK, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -159,8 +193,10 @@ def publish_release(
 ) -> Release:
     """Write, audit, then publish one release of a dataset, or keep the current one if nothing
     that feeds it changed."""
-    publish_dir = Path(publish_dir)
-    staging = publish_dir / STAGING / f"{dataset}-{uuid.uuid4().hex}"
+    publish_dir = storage.coerce(publish_dir)
+    remote = storage.is_url(publish_dir)
+    scratch = Path(tempfile.gettempdir()) / "indices-staging" if remote else publish_dir / STAGING
+    staging = scratch / f"{dataset}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
         write_parquet(table, staging / DATA_FILE, sort_by)
@@ -210,23 +246,48 @@ def publish_release(
             if versions:
                 latest = read_manifest(publish_dir, dataset, versions[-1])
                 if latest.get("fingerprint") == fingerprint:
-                    path = publish_dir / dataset / versions[-1]
+                    path = storage.join(publish_dir, dataset, versions[-1])
                     return Release(dataset, versions[-1], path, False, latest)
                 from indices.lineage import changed_inputs
 
                 manifest["changed_inputs"] = changed_inputs(latest, inputs)
-            version = version_name(int(versions[-1][1:]) + 1 if versions else 1)
-            manifest["version"] = version
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            for item in staging.iterdir():
-                item.chmod(0o444)  # a release never changes: its files are read-only
-            target = publish_dir / dataset / version
-            target.parent.mkdir(parents=True, exist_ok=True)
-            move_into_place(staging, target)
+            # The next number after every release and every folder a killed run left.
+            taken = versions + release_folders(publish_dir, dataset)
+            number = max(int(v[1:]) for v in taken) + 1 if taken else 1
+            while True:
+                version = version_name(number)
+                manifest["version"] = version
+                text = json.dumps(manifest, indent=2) + "\n"
+                target = storage.join(publish_dir, dataset, version)
+                if not remote or _claim(storage.join(target, MANIFEST), text):
+                    break
+                number += 1  # another publisher took this version meanwhile
+            if remote:
+                storage.put(staging, target)  # the data and extra files; the manifest is there
+            else:
+                (staging / MANIFEST).write_text(text)
+                for item in staging.iterdir():
+                    item.chmod(0o444)  # a release never changes: its files are read-only
+                target.parent.mkdir(parents=True, exist_ok=True)
+                move_into_place(staging, target)
+            try:  # last: the release becomes visible
+                storage.write_text(pointer_path(publish_dir, dataset, version), text, True)
+            except FileExistsError:
+                raise ReleaseExists(f"{dataset} {version} is already published") from None
             rebuild_catalog(publish_dir)
         return Release(dataset, version, target, True, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _claim(manifest_path: Location, text: str) -> bool:
+    """Take a version on an object store, which has no lock: its manifest is created only if
+    absent (a conditional PUT on S3); False when another publisher has it."""
+    try:
+        storage.write_text(manifest_path, text, exclusive=True)
+    except FileExistsError:
+        return False
+    return True
 
 
 class ReleaseExists(Exception):
@@ -256,25 +317,28 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def list_datasets(publish_dir: Path) -> list[str]:
-    publish_dir = Path(publish_dir)
-    if not publish_dir.is_dir():
-        return []
+def list_datasets(publish_dir: Location) -> list[str]:
     return sorted(
-        p.name
-        for p in publish_dir.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and list_versions(publish_dir, p.name)
+        name
+        for name in storage.listdir(publish_dir)
+        if not name.startswith((".", "_")) and list_versions(publish_dir, name)
     )
 
 
-def rebuild_catalog(publish_dir: Path) -> Path:
+def rebuild_catalog(publish_dir: Location) -> Location:
     """Rebuild `catalog.duckdb`: a view per dataset (its latest release), a view per release
-    (`<dataset>__<version>`) and a `releases` table. Paths are absolute, so the catalog answers
-    from any working directory. Written beside, then renamed over the old one."""
-    publish_dir = Path(publish_dir).resolve()
-    target = publish_dir / CATALOG
-    tmp = publish_dir / f".{CATALOG}.{uuid.uuid4().hex}.tmp"
+    (`<dataset>__<version>`) and a `releases` table. Paths are absolute (or URLs), so the catalog
+    answers from any working directory. Written locally, then renamed over (or uploaded over)
+    the old one."""
+    publish_dir = storage.coerce(publish_dir)
+    if storage.is_url(publish_dir):
+        tmp = storage.local_temp(Path(tempfile.gettempdir()) / "indices-staging", ".duckdb")
+    else:
+        publish_dir = publish_dir.resolve()
+        tmp = publish_dir / f".{CATALOG}.{uuid.uuid4().hex}.tmp"
+    target = storage.join(publish_dir, CATALOG)
     con = duckdb.connect(str(tmp))
+    register(con)
     try:
         con.execute(
             "CREATE TABLE releases (dataset VARCHAR, version VARCHAR, reference_date DATE, "
@@ -284,7 +348,7 @@ def rebuild_catalog(publish_dir: Path) -> Path:
             versions = list_versions(publish_dir, dataset)
             for version in versions:
                 manifest = read_manifest(publish_dir, dataset, version)
-                data = sql_str(publish_dir / dataset / version / DATA_FILE)
+                data = sql_str(storage.join(publish_dir, dataset, version, DATA_FILE))
                 con.execute(
                     f"CREATE VIEW {ident(f'{dataset}__{version}')} AS "
                     f"SELECT * FROM read_parquet({data})"
@@ -298,12 +362,12 @@ def rebuild_catalog(publish_dir: Path) -> Path:
                         manifest["created"],
                         manifest["row_count"],
                         version == versions[-1],
-                        str(publish_dir / dataset / version / MANIFEST),
+                        str(storage.join(publish_dir, dataset, version, MANIFEST)),
                     ],
                 )
-            latest = sql_str(publish_dir / dataset / versions[-1] / DATA_FILE)
+            latest = sql_str(storage.join(publish_dir, dataset, versions[-1], DATA_FILE))
             con.execute(f"CREATE VIEW {ident(dataset)} AS SELECT * FROM read_parquet({latest})")
     finally:
         con.close()
-    os.replace(tmp, target)
+    storage.put(tmp, target)
     return target

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from indices import storage
+
 DEFAULT_RAW_DIR = "data/raw"
 DEFAULT_PUBLISH_DIR = "data/published"
 DEFAULT_WAREHOUSE_DIR = "data/warehouse"
@@ -14,11 +16,13 @@ DEFAULT_WAREHOUSE_DIR = "data/warehouse"
 
 @dataclass(frozen=True)
 class Settings:
-    """The three folders of a run, absolute, and an optional fixed reference date."""
+    """The three folders of a run, absolute, and an optional fixed reference date. The warehouse
+    and the releases may also be object-store URLs (`s3://bucket/prefix`, kept as strings, see
+    `indices.storage`); the raw extracts are read from a local folder."""
 
     raw_dir: Path
-    warehouse_dir: Path
-    publish_dir: Path
+    warehouse_dir: storage.Location
+    publish_dir: storage.Location
     reference_date: date | None = None
 
     @classmethod
@@ -31,14 +35,17 @@ class Settings:
     ) -> Settings:
         """Explicit values first, then `INDICES_*_DIR` environment variables, then the defaults."""
 
-        def pick(value: str | Path | None, env: str, default: str) -> Path:
+        def pick(value: str | Path | None, env: str, default: str) -> storage.Location:
             chosen = value if value not in (None, "") else os.environ.get(env) or default
-            return Path(chosen).expanduser().resolve()
+            return storage.location(chosen)
 
         if isinstance(reference_date, str) and reference_date:
             reference_date = parse_iso_date(reference_date, "reference date")
+        raw = pick(raw_dir, "INDICES_RAW_DIR", DEFAULT_RAW_DIR)
+        if storage.is_url(raw):
+            raise ValueError(f"the raw folder must be a local folder, got {raw}")
         return cls(
-            raw_dir=pick(raw_dir, "INDICES_RAW_DIR", DEFAULT_RAW_DIR),
+            raw_dir=raw,
             warehouse_dir=pick(warehouse_dir, "INDICES_WAREHOUSE_DIR", DEFAULT_WAREHOUSE_DIR),
             publish_dir=pick(publish_dir, "INDICES_PUBLISH_DIR", DEFAULT_PUBLISH_DIR),
             reference_date=reference_date or None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from indices import storage
 from indices.areas import (
     COUNTS,
     PARTITIONS,
@@ -88,7 +89,7 @@ def conform(settings: Settings, source: str) -> SourceResult:
     return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key)
 
 
-def persons(settings: Settings) -> tuple[Path, int]:
+def persons(settings: Settings) -> tuple[storage.Location, int]:
     """The private person-level table as at the reference date."""
     return build_persons(settings.warehouse_dir, reference_date(settings))
 
@@ -101,7 +102,7 @@ def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dic
     expected = pd.read_csv(reference_path("frailty/plausible_shares.csv"))
     expected = expected[expected["measure"] == measure]
     column, age = {"efi": ("efi_category", 65), "hfrs": ("hfrs_band", 75)}[measure]
-    persons_path = Path(settings.warehouse_dir) / "measures" / "persons.parquet"
+    persons_path = storage.join(settings.warehouse_dir, "measures", "persons.parquet")
     observed = dict(
         query_rows(
             f"SELECT {column}, count(*) / sum(count(*)) OVER () FROM "
@@ -119,7 +120,7 @@ def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dic
 
 def withheld(settings: Settings) -> Withheld:
     """What the area counts must withhold, given the ledgers and the authorities covered."""
-    persons_path = Path(settings.warehouse_dir) / "measures" / "persons.parquet"
+    persons_path = storage.join(settings.warehouse_dir, "measures", "persons.parquet")
     covered = [
         row[0]
         for row in query_rows(
@@ -130,14 +131,14 @@ def withheld(settings: Settings) -> Withheld:
     return withheld_measures(settings.warehouse_dir, covered)
 
 
-def area_counts(settings: Settings) -> tuple[Path, int, Withheld]:
+def area_counts(settings: Settings) -> tuple[storage.Location, int, Withheld]:
     """The private, exact counts per LSOA, LAD and England, and what they withhold."""
     reasons = withheld(settings)
     path, rows = build_area_counts(settings.warehouse_dir, reasons)
     return path, rows, reasons
 
 
-def partition_problems(area_counts_path: Path) -> list[str]:
+def partition_problems(area_counts_path: storage.Location) -> list[str]:
     """Areas whose category counts do not add up to their population (before rounding)."""
     con = connect()
     try:
@@ -156,7 +157,7 @@ def partition_problems(area_counts_path: Path) -> list[str]:
         con.close()
 
 
-def missing_lsoas(area_counts_path: Path) -> list[str]:
+def missing_lsoas(area_counts_path: storage.Location) -> list[str]:
     """LSOAs of a covered local authority that have no row in the LSOA counts."""
     from indices.reference import reference_path
 
@@ -268,7 +269,7 @@ def linkage_rate(result: SourceResult) -> float | None:
 
 def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:
     """Write, audit and publish one area dataset from the private counts."""
-    counts_path = Path(settings.warehouse_dir) / "measures" / "area_counts.parquet"
+    counts_path = storage.join(settings.warehouse_dir, "measures", "area_counts.parquet")
     d = reference_date(settings)
     con = connect()
     try:

@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from indices import storage
 from indices.composite import methods
 from indices.composite.spec import IndexSpec, Indicator, Node, SpecError
 from indices.duck import connect, ident, sql_str
@@ -52,17 +53,17 @@ def resolve_path(spec: IndexSpec, path: str, warehouse_dir: Path | None) -> Path
     if path.startswith("warehouse:"):
         if warehouse_dir is None:
             raise SpecError(f"{spec.name}: input {path} needs the warehouse folder")
-        return Path(warehouse_dir) / path.removeprefix("warehouse:")
+        return storage.join(warehouse_dir, path.removeprefix("warehouse:"))
     candidate = Path(path)
     if not candidate.is_absolute() and spec.source is not None:
         candidate = spec.source.parent / candidate
     return candidate
 
 
-def _reader(path: Path) -> str:
-    if not path.exists():
+def _reader(path: storage.Location) -> str:
+    if not storage.exists(path):
         raise SpecError(f"input {path} does not exist")
-    if path.suffix == ".parquet":
+    if str(path).endswith(".parquet"):
         return f"read_parquet({sql_str(path)})"
     return f"read_csv({sql_str(path)}, header = true)"
 
@@ -83,7 +84,7 @@ def load_inputs(
             )
             renames = ", ".join(f"{ident(a)} AS {ident(b)}" for a, b in source.rename.items())
             select = f"* RENAME ({renames})" if renames else "*"
-            query = f"SELECT {select} FROM {_reader(Path(path))}"
+            query = f"SELECT {select} FROM {_reader(path)}"
             if source.where:
                 query += f" WHERE {source.where}"
             if source.columns:

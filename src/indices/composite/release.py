@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from indices import storage
 from indices.composite.engine import SUMMARY_MEASURES, Result
 from indices.composite.report import render_report
 from indices.composite.spec import IndexSpec, Indicator, walk
@@ -111,7 +111,9 @@ def previous_units(publish_dir: Path, dataset: str) -> pd.DataFrame | None:
     versions = list_versions(publish_dir, dataset)
     if not versions:
         return None
-    return pq.read_table(Path(publish_dir) / dataset / versions[-1] / DATA_FILE).to_pandas()
+    return storage.read_table(
+        storage.join(publish_dir, dataset, versions[-1], DATA_FILE)
+    ).to_pandas()
 
 
 def nodes_table(spec: IndexSpec, result: Result) -> list[dict]:

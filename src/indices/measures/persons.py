@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from indices import storage
 from indices.duck import connect, copy_to_parquet, sql_str
 from indices.measures.dates import age_sql, years_before
 from indices.reference import efi_deficits, reference_path
@@ -80,11 +80,11 @@ def deficit_column(deficit_id: str) -> str:
     return "efi_" + deficit_id.replace("-", "_")
 
 
-def persons_sql(conformed: Path, reference_date: date) -> str:
+def persons_sql(conformed: storage.Location, reference_date: date) -> str:
     """SQL for the person table as at `reference_date`, exactly as the definitions say."""
 
     def table(source: str) -> str:
-        return f"read_parquet({sql_str(Path(conformed) / f'{source}.parquet')})"
+        return f"read_parquet({sql_str(storage.join(conformed, f'{source}.parquet'))})"
 
     d = f"DATE {sql_str(reference_date)}"
     one_year_before = f"DATE {sql_str(years_before(reference_date, 1))}"
@@ -190,13 +190,15 @@ def persons_sql(conformed: Path, reference_date: date) -> str:
 
 
 def build_persons(
-    warehouse_dir: Path, reference_date: date, con: duckdb.DuckDBPyConnection | None = None
-) -> tuple[Path, int]:
+    warehouse_dir: storage.Location,
+    reference_date: date,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[storage.Location, int]:
     """Write `measures/persons.parquet` in the warehouse; its path and row count."""
-    query = persons_sql(Path(warehouse_dir) / "conformed", reference_date)
-    target = Path(warehouse_dir) / "measures" / "persons.parquet"
+    query = persons_sql(storage.join(warehouse_dir, "conformed"), reference_date)
+    target = storage.join(warehouse_dir, "measures", "persons.parquet")
     own = con is None
-    con = con or connect(Path(warehouse_dir) / "tmp")
+    con = con or connect(storage.scratch_dir(warehouse_dir))
     try:
         rows = copy_to_parquet(con, query, target)
     finally:

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from indices import storage
 from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
 from indices.pseudonym import is_valid_nhs_number, pseudonymise
 from indices.publish import input_record
@@ -29,6 +30,7 @@ from indices.reference import reference_path
 from indices.schemas import conformed_schemas
 from indices.sources.extracts import Extract
 from indices.sources.layouts import Kind, RawColumn, SourceLayout
+from indices.storage import Location
 
 EARLIEST_PLAUSIBLE = date(1900, 1, 1)
 
@@ -75,24 +77,25 @@ class SourceResult:
         return sum(sum(f.quarantined.values()) for f in self.ledger)
 
 
-def warehouse_paths(warehouse_dir: Path, source: str) -> tuple[Path, Path]:
+def warehouse_paths(warehouse_dir: Location, source: str) -> tuple[Location, Location]:
     """Where a source's conformed table and quarantine live in the private warehouse."""
-    warehouse_dir = Path(warehouse_dir)
     return (
-        warehouse_dir / "conformed" / f"{source}.parquet",
-        warehouse_dir / "quarantine" / f"{source}.parquet",
+        storage.join(warehouse_dir, "conformed", f"{source}.parquet"),
+        storage.join(warehouse_dir, "quarantine", f"{source}.parquet"),
     )
 
 
 def conform_source(
     layout: SourceLayout,
     extracts: list[Extract],
-    warehouse_dir: Path,
+    warehouse_dir: Location,
     key: bytes,
 ) -> SourceResult:
-    """Conform the current extracts of one source into the warehouse."""
+    """Conform the current extracts of one source into the warehouse (a local folder or an
+    object store: the work happens in a local DuckDB, the results are uploaded whole)."""
     conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name)
-    con = connect(Path(warehouse_dir) / "tmp")
+    scratch = storage.scratch_dir(warehouse_dir)
+    con = connect(scratch)
     try:
         con.execute(
             "CREATE TEMP TABLE lsoa_ref AS SELECT lsoa11_code FROM read_csv("
@@ -103,16 +106,16 @@ def conform_source(
         for number, extract in enumerate(extracts):
             entry = FileLedger(layout.name, extract.path.name)
             try:
-                _load_file(con, layout, extract, number, entry, Path(warehouse_dir) / "tmp")
+                _load_file(con, layout, extract, number, entry, scratch)
             except FileRejected as reason:
                 entry.rejected = str(reason)
                 con.execute("DELETE FROM raw_rows WHERE file = $f", {"f": extract.path.name})
                 con.execute("DELETE FROM malformed WHERE file = $f", {"f": extract.path.name})
             ledger.append(entry)
         _parse_and_pseudonymise(con, layout, key)
-        _cross_row_checks(con, layout, Path(warehouse_dir))
-        copy_to_parquet(con, _conformed_query(layout), conformed_path)
-        copy_to_parquet(con, _quarantine_query(layout), quarantine_path)
+        _cross_row_checks(con, layout, warehouse_dir)
+        copy_to_parquet(con, _conformed_query(layout), conformed_path, scratch)
+        copy_to_parquet(con, _quarantine_query(layout), quarantine_path, scratch)
         _fill_ledger(con, ledger)
     finally:
         con.close()
@@ -126,13 +129,13 @@ def conform_source(
     return result
 
 
-def sidecar_path(warehouse_dir: Path, source: str) -> Path:
+def sidecar_path(warehouse_dir: Location, source: str) -> Location:
     """The JSON beside a conformed table: the raw files (with hashes) it came from, its ledger."""
-    return Path(warehouse_dir) / "conformed" / f"{source}.json"
+    return storage.join(warehouse_dir, "conformed", f"{source}.json")
 
 
-def read_sidecar(warehouse_dir: Path, source: str) -> dict:
-    return json.loads(sidecar_path(warehouse_dir, source).read_text())
+def read_sidecar(warehouse_dir: Location, source: str) -> dict:
+    return json.loads(storage.read_text(sidecar_path(warehouse_dir, source)))
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -540,7 +543,7 @@ def _parse_and_pseudonymise(
 
 
 def _cross_row_checks(
-    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse: Path
+    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse: Location
 ) -> None:
     """Faults that need other rows: versions of one episode that disagree, conflicting
     identities, persons in no register."""
@@ -562,7 +565,7 @@ def _cross_row_checks(
         )
         return
     register, register_quarantine = warehouse_paths(warehouse, "gp_patients")
-    if not register.exists():
+    if not storage.exists(register):
         raise FileNotFoundError(f"conform gp_patients before {layout.name}: {register} is missing")
     # Known persons: any valid NHS number in the register, even on a registration set aside.
     con.execute(

@@ -1,0 +1,172 @@
+"""The warehouse and the releases on an object store: a real S3-compatible server (moto) on
+127.0.0.1, read by DuckDB through the fsspec filesystem (no DuckDB extension)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import fsspec
+import pytest
+
+from indices import storage
+from indices.lineage import prune_releases
+from indices.publish import (
+    list_datasets,
+    list_versions,
+    pointer_path,
+    read_manifest,
+)
+from indices.settings import Settings
+from tests.conftest import REPO
+from tests.test_publish import publish, table
+
+DEMO_RAW = REPO / "data" / "raw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free local port, with dummy credentials; stopped by its id."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    saved |= {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        fs = fsspec.filesystem("s3")
+        fs.invalidate_cache()
+        yield fs
+    finally:
+        server.kill()
+        server.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def bucket(s3_server) -> str:
+    name = f"indices-{uuid.uuid4().hex[:12]}"
+    s3_server.mkdir(name)
+    return f"s3://{name}"
+
+
+def analyst_query(publish_url: str, query: str, tmp_path: Path) -> list[tuple]:
+    """What the README tells analysts: fetch the catalog, register the filesystem, query."""
+    fs, _ = fsspec.core.url_to_fs(publish_url)
+    local = tmp_path / f"catalog-{uuid.uuid4().hex}.duckdb"
+    fs.get(f"{publish_url}/catalog.duckdb", str(local))
+    con = duckdb.connect(str(local), read_only=True)
+    con.register_filesystem(fs)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_release_on_s3_is_published_listed_and_read_by_duckdb(bucket, tmp_path):
+    root = f"{bucket}/published"
+    first = publish(root, table(10), [])
+    again = publish(root, table(10), [])
+    second = publish(root, table(10, shift=3), [{"role": "r", "path": "x", "sha256": "1"}])
+    assert (first.version, again.published, second.version) == ("v000001", False, "v000002")
+    assert list_datasets(root) == ["demo"] and list_versions(root, "demo") == ["v000001", "v000002"]
+    assert read_manifest(root, "demo", "v000002")["row_count"] == 10
+    assert str(second.data_path) == f"{root}/demo/v000002/data.parquet"
+    rows = analyst_query(root, "SELECT count(*), min(rank) FROM demo", tmp_path)
+    assert rows == [(10, 1)]
+    releases = analyst_query(root, "SELECT list(version ORDER BY version) FROM releases", tmp_path)
+    assert releases == [(["v000001", "v000002"],)]
+    with pytest.raises(FileExistsError):  # a pointer is never overwritten
+        storage.write_text(pointer_path(root, "demo", "v000001"), "{}", exclusive=True)
+    assert prune_releases(root, "demo", keep=1) == ["v000001"]
+    assert list_versions(root, "demo") == ["v000002"]
+    assert not storage.exists(f"{root}/demo/v000001")
+
+
+def test_a_half_written_release_is_invisible_and_its_number_skipped(bucket, tmp_path):
+    root = f"{bucket}/published"
+    publish(root, table(5), [])
+    # A run killed after uploading its files but before writing the pointer.
+    storage.write_bytes(f"{root}/demo/v000002/data.parquet", b"partial")
+    assert list_versions(root, "demo") == ["v000001"]
+    assert analyst_query(root, "SELECT count(*) FROM demo", tmp_path) == [(5,)]
+    third = publish(root, table(5, shift=1), [{"role": "r", "path": "x", "sha256": "2"}])
+    assert third.version == "v000003"
+    assert list_versions(root, "demo") == ["v000001", "v000003"]
+    prune_releases(root, "demo", keep=2)  # clears what the killed run left
+    assert not storage.exists(f"{root}/demo/v000002")
+
+
+def test_a_version_another_publisher_took_is_not_overwritten(bucket, monkeypatch):
+    root = f"{bucket}/published"
+    publish(root, table(5), [])
+    # Another publisher took v000002 after this one listed the folders.
+    storage.write_text(f"{root}/demo/v000002/manifest.json", "{}")
+    monkeypatch.setattr("indices.publish.release_folders", lambda *args: [])
+    mine = publish(root, table(5, shift=2), [{"role": "r", "path": "x", "sha256": "3"}])
+    assert mine.version == "v000003"
+    assert storage.read_text(f"{root}/demo/v000002/manifest.json") == "{}"
+    assert read_manifest(root, "demo", "v000003")["version"] == "v000003"
+
+
+def test_the_same_code_path_on_memory(tmp_path):
+    root = f"memory://indices-{uuid.uuid4().hex[:8]}/published"
+    publish(root, table(7), [])
+    assert list_versions(root, "demo") == ["v000001"]
+    con = duckdb.connect()
+    con.register_filesystem(fsspec.filesystem("memory"))
+    assert con.execute(f"SELECT count(*) FROM '{root}/demo/v000001/data.parquet'").fetchone() == (
+        7,
+    )
+
+
+def test_the_whole_job_on_s3_publishes_what_a_local_run_does(bucket, tmp_path):
+    from pipelines.run import run_main_job
+
+    local = Settings.resolve(DEMO_RAW, tmp_path / "warehouse", tmp_path / "published")
+    remote = Settings.resolve(DEMO_RAW, f"{bucket}/warehouse", f"{bucket}/published")
+    assert remote.publish_dir == f"{bucket}/published"
+    for settings in (local, remote):
+        result = run_main_job(settings, instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+        assert all(c.passed for c in result.get_asset_check_evaluations())
+    query = "SELECT * EXCLUDE (reference_date) FROM frailty_lad ORDER BY lad19_code"
+    expected = duckdb.connect(str(local.publish_dir / "catalog.duckdb"), read_only=True)
+    figures = analyst_query(remote.publish_dir, query, tmp_path)
+    assert figures == expected.execute(query).fetchall() and len(figures) == 3
+    assert list_versions(remote.publish_dir, "frailty_index_lsoa") == ["v000001"]
+    assert storage.exists(f"{bucket}/warehouse/measures/persons.parquet")
+    assert not storage.exists(f"{bucket}/published/.staging")
