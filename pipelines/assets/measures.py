@@ -4,6 +4,7 @@ import dagster as dg
 
 from indices import steps, storage
 from indices.duck import query_rows, sql_str
+from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
 
@@ -15,6 +16,7 @@ CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.PERSON_SOURCES]
     group_name="measures",
     kinds={"duckdb", "parquet"},
     **COMMON,
+    retry_policy=TRANSIENT_RETRY,
     deps=CONFORMED,
     description="One row per person in the population at the reference date: age, sex, area, "
     "eFI deficits and category. Private: never published.",
@@ -67,6 +69,7 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
     group_name="measures",
     kinds={"duckdb", "parquet"},
     **COMMON,
+    retry_policy=TRANSIENT_RETRY,
     deps=[persons],
     description="Exact counts per LSOA, local authority and England, before disclosure "
     "control. Private: the published datasets are made from it.",
