@@ -5,7 +5,7 @@ field and the allowed values."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -37,10 +37,18 @@ def _check(name: str, registry: dict[str, Any], kind: str) -> str:
 
 
 class Step(Strict):
-    """A named method and its parameters, e.g. {method: minmax, low: 0, high: 100}."""
+    """A named method and its parameters, e.g. {method: minmax, low: 0, high: 100}. Each kind
+    of step checks its method against its registry in `indices.composite.methods`."""
 
     model_config = ConfigDict(extra="allow")
     method: str
+    registry: ClassVar[dict[str, Any]]
+    kind: ClassVar[str]
+
+    @field_validator("method")
+    @classmethod
+    def known(cls, value: str) -> str:
+        return _check(value, cls.registry, cls.kind)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -49,38 +57,22 @@ class Step(Strict):
 
 class Impute(Step):
     method: str = "none"
-
-    @field_validator("method")
-    @classmethod
-    def known(cls, value: str) -> str:
-        return _check(value, methods.IMPUTERS, "imputation")
+    registry, kind = methods.IMPUTERS, "imputation"
 
 
 class Treat(Step):
     method: str = "none"
-
-    @field_validator("method")
-    @classmethod
-    def known(cls, value: str) -> str:
-        return _check(value, methods.TREATMENTS, "treatment")
+    registry, kind = methods.TREATMENTS, "treatment"
 
 
 class Normalise(Step):
     method: str = "minmax"
-
-    @field_validator("method")
-    @classmethod
-    def known(cls, value: str) -> str:
-        return _check(value, methods.NORMALISERS, "normalisation")
+    registry, kind = methods.NORMALISERS, "normalisation"
 
 
 class Aggregate(Step):
     method: str = "arithmetic"
-
-    @field_validator("method")
-    @classmethod
-    def known(cls, value: str) -> str:
-        return _check(value, methods.AGGREGATORS, "aggregation")
+    registry, kind = methods.AGGREGATORS, "aggregation"
 
 
 class Input(Strict):
