@@ -33,6 +33,9 @@ from indices.sources.layouts import Kind, RawColumn, SourceLayout
 from indices.storage import Location
 
 EARLIEST_PLAUSIBLE = date(1900, 1, 1)
+# Kinds whose malformed values make a row unusable (`invalid_code`); `_parsed_columns` gives
+# each of them a `code_<column>` flag.
+CODE_KINDS = frozenset({Kind.SNOMED, Kind.BNF, Kind.INTEGER, Kind.AREA_CODE})
 
 
 class FileRejected(Exception):
@@ -475,7 +478,7 @@ def _reason_sql(layout: SourceLayout) -> str:
     """The first fault of a row, in a fixed order of precedence; null for a usable row."""
     columns = layout.columns
     dates = [c for c in columns if c.kind in (Kind.DATE, Kind.UK_DATE)]
-    codes = [c.output for c in columns if f"code_{c.output}" in _flag_names(c)]
+    codes = [c.output for c in columns if c.kind in CODE_KINDS]
     required_text = [c.output for c in columns if c.required_value and c.kind is Kind.TEXT]
     any_of = " OR ".join
     cases = ["WHEN duplicate_rank > 1 THEN 'duplicate'"]
@@ -495,10 +498,6 @@ def _reason_sql(layout: SourceLayout) -> str:
     if codes:
         cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
     return "CASE " + " ".join(cases) + " END"
-
-
-def _flag_names(column: RawColumn) -> list[str]:
-    return [item.rsplit(" AS ", 1)[1] for item in _parsed_columns(column)]
 
 
 def _parse_and_pseudonymise(
