@@ -23,6 +23,19 @@ PATIENT_COLUMNS = [
 ]
 
 
+ASC_HEADER = [
+    "LA_Code",
+    "NHS_Number",
+    "Client_ID",
+    "Gender",
+    "Event_Type",
+    "Event_Start_Date",
+    "Event_End_Date",
+    "Service_Type",
+    "Primary_Support_Reason",
+]
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     """A raw CSV extract as a sender writes it."""
     path.parent.mkdir(parents=True, exist_ok=True)

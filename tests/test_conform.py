@@ -12,7 +12,7 @@ from indices.pseudonym import is_valid_nhs_number
 from indices.sources.conform import conform_source
 from indices.sources.extracts import check_raw_folder
 from indices.sources.layouts import LAYOUTS
-from tests.conftest import PATIENT_COLUMNS, write_csv
+from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 
 KEY = b"test-key"
 VALID = ["9434765919", "4010232137", "9876543210", "1234567881"]
@@ -200,18 +200,7 @@ def test_a_header_only_social_care_file_is_an_authority_with_no_events(tmp_path)
         PATIENT_COLUMNS,
         [register_row(VALID[0])],
     )
-    header = [
-        "LA_Code",
-        "NHS_Number",
-        "Client_ID",
-        "Gender",
-        "Event_Type",
-        "Event_Start_Date",
-        "Event_End_Date",
-        "Service_Type",
-        "Primary_Support_Reason",
-    ]
-    write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", header, [])
+    write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", ASC_HEADER, [])
     conform(raw, tmp_path / "warehouse", "gp_patients")
     result = conform(raw, tmp_path / "warehouse", "asc_cld")
     (entry,) = result.ledger

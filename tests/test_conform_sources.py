@@ -17,7 +17,7 @@ import pytest
 
 from indices.duck import query_rows, sql_str
 from indices.pseudonym import is_valid_nhs_number, pseudonymise
-from tests.conftest import PATIENT_COLUMNS, write_csv
+from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 from tests.test_conform import KEY, VALID, conform, quarantine_reasons, register_row
 
 V0, V1, V2, V3 = VALID
@@ -39,17 +39,6 @@ HES_HEADER = [
     "diag_4_03",
 ]
 ASC_FILE = "asc_cld_E06000001_2025-03-31.csv"
-ASC_HEADER = [
-    "LA_Code",
-    "NHS_Number",
-    "Client_ID",
-    "Gender",
-    "Event_Type",
-    "Event_Start_Date",
-    "Event_End_Date",
-    "Service_Type",
-    "Primary_Support_Reason",
-]
 ASC_NEEDED = [
     "LA_Code",
     "NHS_Number",

@@ -53,7 +53,6 @@ def test_halves_round_away_from_the_nearest_even(con):
     # Python's round(2.5) == 2 would publish 12.5-style halves down; ours goes by whole counts.
     for count in (12, 13, 37, 38):
         assert protect(count) == 5 * int(count / 5 + 0.5)
-    assert round(12.5 / 5) * 5 == 10  # what banker's rounding would do to a half
 
 
 @pytest.mark.parametrize("bad", [2.5, -1, 7.5])

@@ -71,8 +71,8 @@ def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
         "(SELECT count(*) FROM releases WHERE is_latest)"
     )
     script = (
-        "import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
-        f"print(con.execute({query!r}).fetchall()[0])"
+        "import duckdb, json, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+        f"print(json.dumps(con.execute({query!r}).fetchall()[0]))"
     )
     output = subprocess.run(
         [sys.executable, "-c", script, str(catalog)],
@@ -81,7 +81,7 @@ def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
         text=True,
         check=True,
     ).stdout
-    england, lads, latest = eval(output)  # a tuple printed by the child process
+    england, lads, latest = json.loads(output)
     assert england >= 10 and england % 5 == 0
     assert lads == 3 and latest == 9
 
