@@ -12,6 +12,8 @@ from rich.progress import Progress
 from indices import storage
 from indices.settings import Settings
 from pipelines.definitions import defs
+from pipelines.executors import EXECUTOR_ENV
+from pipelines.partitions import range_tags, sync_authorities
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
@@ -39,32 +41,55 @@ def _follow(instance: dg.DagsterInstance, run_id: str, total: int, done: threadi
             progress.update(task, completed=len(steps))
 
 
-def run_main_job(
-    settings: Settings, instance: dg.DagsterInstance | None = None, quiet: bool = False
-):
-    """Materialise every asset of the main job with these settings; the execution result.
-    `quiet` keeps Dagster's console log to warnings and shows a progress bar instead."""
+def settings_run_config(settings: Settings) -> dict:
+    """The run config that points a run's `settings` resource at these folders."""
     config = {
         "raw_dir": str(settings.raw_dir),
         "warehouse_dir": str(settings.warehouse_dir),
         "publish_dir": str(settings.publish_dir),
         "reference_date": settings.reference_date.isoformat() if settings.reference_date else "",
     }
-    run_config: dict = {"resources": {"settings": {"config": config}}}
+    return {"resources": {"settings": {"config": config}}}
+
+
+def main_job() -> dg.JobDefinition:
+    """The main job, resolved: what runs on another executor import to rebuild it."""
+    return defs.resolve_job_def("main")
+
+
+def run_main_job(
+    settings: Settings, instance: dg.DagsterInstance | None = None, quiet: bool = False
+):
+    """Materialise every asset of the main job with these settings, over every local authority
+    (new ones in the raw folder become partitions first); the execution result. In this
+    process, unless `INDICES_EXECUTOR` names an executor, which then runs the steps (the
+    instance must be a persistent one). `quiet` keeps Dagster's console log to warnings and
+    shows a progress bar instead."""
+    run_config = settings_run_config(settings)
     if quiet:
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-    job = defs.resolve_job_def("main")
+    job = main_job()
     instance = instance or instance_for(settings)
+    tags = range_tags(sync_authorities(instance, settings))
     run_id = str(uuid.uuid4())
     done = threading.Event()
     follower = None
-    if quiet:
+    elsewhere = bool(os.environ.get(EXECUTOR_ENV))  # steps run by the executor it names
+    if quiet and not elsewhere:
         total = len(job.graph.nodes)  # one step per asset or check
         follower = threading.Thread(target=_follow, args=(instance, run_id, total, done))
         follower.start()
     try:
+        if elsewhere:
+            return dg.execute_job(
+                dg.reconstructable(main_job),
+                instance,
+                run_config=run_config,
+                tags=tags,
+                raise_on_error=False,
+            )
         return job.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id
+            run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id, tags=tags
         )
     finally:
         done.set()

@@ -6,19 +6,29 @@ from datetime import date
 
 import pytest
 
-from indices.duck import query_rows, sql_str
+from indices.duck import query_rows
 from indices.measures.dates import years_before
-from indices.measures.persons import build_persons, deficit_column
+from indices.measures.persons import (
+    build_long_term_support,
+    build_persons,
+    deficit_column,
+    person_measures_sql,
+)
 
 D = date(2025, 3, 31)
 BNF = [f"0{i}0000000AAAAAA"[:9] + "AAAAAA" for i in range(1, 9)]  # distinct 9-char substances
 
 
 def persons_table(conformed, reference_date: date = D) -> dict[str, dict]:
+    """Every person, with their measures, as the area counts see them: the persons table and
+    the persons receiving long-term support, built the way the pipeline builds each part."""
     root = conformed.write()
-    path, _ = build_persons(root, reference_date)
-    con_rows = query_rows(f"SELECT * FROM read_parquet({sql_str(path)})")
-    names = [r[0] for r in query_rows(f"DESCRIBE SELECT * FROM read_parquet({sql_str(path)})")]
+    persons, supported = root / "measures" / "persons.parquet", root / "measures" / "lts.parquet"
+    build_persons(root / "conformed", reference_date, persons)
+    build_long_term_support([root / "conformed" / "asc_cld.parquet"], reference_date, supported)
+    query = person_measures_sql([persons], [supported])
+    con_rows = query_rows(query)
+    names = [r[0] for r in query_rows(f"DESCRIBE {query}")]
     return {row[0].rstrip("0"): dict(zip(names, row, strict=True)) for row in con_rows}
 
 
@@ -181,8 +191,8 @@ def test_implausible_efi_shares_are_reported(conformed, deficit_codes):
             conformed, f"frail{i}", [deficit_codes[d] for d in sorted(deficit_codes)[:14]]
         )
     root = conformed.write()
-    build_persons(root, D)
     settings = Settings.resolve("unused", root, "unused")
+    build_persons(root / "conformed", D, steps.part_path(settings, "persons", "E06000001"))
     problems, observed = steps.implausible_shares(settings, "efi")
     assert observed == {"severe": 1.0}
     assert [p.split(":")[0] for p in problems] == ["fit", "mild", "moderate", "severe"]

@@ -137,9 +137,10 @@ def test_hes_code_quirks_score_through_conform(tmp_path):
         [["9434765919", "E1", *dates, *quirks, *[""] * 13]],
     )
     found = check_raw_folder(raw, ())
-    for source in ("gp_patients", "gp_events", "gp_medications", "hes_apc", "asc_cld"):
+    for source in ("gp_patients", "gp_events", "gp_medications", "hes_apc"):
         conform_source(LAYOUTS[source], found[source], warehouse, KEY)
-    path, _ = build_persons(warehouse, D)
+    path = warehouse / "persons.parquet"
+    build_persons(warehouse / "conformed", D, path)
     score, band = (
         duckdb.connect()
         .execute(f"SELECT hfrs_tenths, hfrs_band FROM read_parquet('{path}')")

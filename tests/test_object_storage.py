@@ -168,5 +168,5 @@ def test_the_whole_job_on_s3_publishes_what_a_local_run_does(bucket, tmp_path):
     figures = analyst_query(remote.publish_dir, query, tmp_path)
     assert figures == expected.execute(query).fetchall() and len(figures) == 3
     assert list_versions(remote.publish_dir, "frailty_index_lsoa") == ["v000001"]
-    assert storage.exists(f"{bucket}/warehouse/measures/persons.parquet")
+    assert storage.exists(f"{bucket}/warehouse/measures/persons/E06000001.parquet")
     assert not storage.exists(f"{bucket}/published/.staging")

@@ -20,6 +20,7 @@ import pytest
 from indices import steps
 from pipelines.assets.raw import ABSENT, INVALID, TRANSIENT_RETRY
 from pipelines.definitions import defs
+from pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.resources import IndicesSettings
 from pipelines.sensors import SETTLE_SECONDS
 from scripts.prune_runs import prune_runs
@@ -155,6 +156,8 @@ def test_observation_does_not_fail_on_an_absent_or_odd_source(raw):
 
 # -- the new_extracts sensor ------------------------------------------------------------------
 
+AUTHORITIES_IN_DEMO = ["E06000001", "E06000017", "E06000053"]
+
 
 @pytest.fixture()
 def instance():
@@ -184,6 +187,11 @@ def test_the_sensor_runs_what_a_new_extract_makes_stale(instance, raw):
     assert not first.run_requests
     assert first.skip_message.startswith("first tick")
     assert len(json.loads(first.cursor)) == 8  # 5 sources + 3 authorities of asc_cld
+    # ... and makes the raw folder's local authorities partitions.
+    (added,) = first.dynamic_partitions_requests
+    assert added.partitions_def_name == "authority"
+    assert added.partition_keys == AUTHORITIES_IN_DEMO
+    instance.add_dynamic_partitions("authority", added.partition_keys)  # as the daemon does
 
     quiet = tick(instance, raw, first.cursor)  # nothing changed
     assert not quiet.run_requests and quiet.skip_message.startswith("no new or changed")
@@ -199,6 +207,9 @@ def test_the_sensor_runs_what_a_new_extract_makes_stale(instance, raw):
     assert not assets & {"conformed/gp_patients", "raw/gp_patients", "conformed/hes_apc"}
     assert "indices/imd2019" not in assets  # needs no extract
     assert request.tags["indices/changed_sources"] == "gp_events"
+    assert request.tags[RANGE_START_TAG] == "E06000001"  # every authority's persons
+    assert request.tags[RANGE_END_TAG] == "E06000053"
+    assert not new.dynamic_partitions_requests  # no new authority
     assert "gp_events/gp_events_2025-04-30.csv.gz" in json.loads(new.cursor)
 
     again = tick(instance, raw, first.cursor)  # the same change seen again: the same run key,
@@ -231,6 +242,34 @@ def test_the_sensor_sees_changed_and_removed_extracts(instance, raw):
     assert "conformed/asc_cld" in selected(request)
 
 
+def test_a_late_social_care_file_reruns_its_authority_alone(instance, raw):
+    first = tick(instance, raw, None)
+    instance.add_dynamic_partitions("authority", AUTHORITIES_IN_DEMO)
+    folder = raw / "asc_cld"
+    late = folder / "asc_cld_E06000017_2025-04-07.csv.gz"
+    shutil.copy2(folder / "asc_cld_E06000017_2025-03-31.csv.gz", late)
+    (request,) = tick(instance, raw, first.cursor).run_requests
+    assert request.tags[RANGE_START_TAG] == request.tags[RANGE_END_TAG] == "E06000017"
+    assets = selected(request)
+    assert {"conformed/asc_cld", "measures/long_term_support", "measures/area_counts"} <= assets
+    assert not assets & {"measures/persons", "conformed/gp_patients"}  # residents untouched
+
+
+def test_a_new_authority_becomes_a_partition(instance, raw):
+    first = tick(instance, raw, None)
+    instance.add_dynamic_partitions("authority", AUTHORITIES_IN_DEMO)
+    folder = raw / "asc_cld"
+    shutil.copy2(
+        folder / "asc_cld_E06000017_2025-03-31.csv.gz", folder / "asc_cld_E09000001_2025-03-31.csv"
+    )
+    age(folder / "asc_cld_E09000001_2025-03-31.csv")
+    result = tick(instance, raw, first.cursor)
+    (added,) = result.dynamic_partitions_requests
+    assert added.partition_keys == ["E09000001"]
+    (request,) = result.run_requests
+    assert request.tags[RANGE_START_TAG] == request.tags[RANGE_END_TAG] == "E09000001"
+
+
 def test_the_sensor_skips_an_unusable_raw_folder(instance, raw, tmp_path):
     missing = tick(instance, tmp_path / "nowhere", None)
     assert not missing.run_requests and "does not exist" in missing.skip_message
@@ -249,16 +288,24 @@ def test_the_sensor_is_on_by_default():
 # -- the nightly schedule ---------------------------------------------------------------------
 
 
-def test_the_nightly_schedule():
+def test_the_nightly_schedule(instance, raw):
     nightly = defs.resolve_schedule_def("nightly")
     assert nightly.cron_schedule == "0 2 * * *"
     assert nightly.execution_timezone == "Europe/London"
     assert nightly.job_name == "main"
     assert nightly.default_status == dg.DefaultScheduleStatus.RUNNING
     at = datetime(2025, 7, 1, 2, 0, tzinfo=ZoneInfo("Europe/London"))  # BST: 01:00 UTC
-    data = nightly.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=at))
-    (request,) = data.run_requests
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=at,
+        resources={"settings": IndicesSettings(raw_dir=str(raw))},
+    )
+    (request,) = nightly.evaluate_tick(context).run_requests
     assert request.job_name in (None, "main")
+    # Every authority of the raw folder is a partition first, and the run covers them all.
+    assert instance.get_dynamic_partitions("authority") == AUTHORITIES_IN_DEMO
+    assert request.tags[RANGE_START_TAG] == "E06000001"
+    assert request.tags[RANGE_END_TAG] == "E06000053"
 
 
 # -- pruning the run history ------------------------------------------------------------------

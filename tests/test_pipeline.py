@@ -58,7 +58,16 @@ def test_the_whole_job_materialises_on_the_demo_extracts(demo_run):
     settings, result = demo_run
     assert result.success
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(materialised) == 14
+    assert len(materialised) == 16
+    by_authority = {
+        e.asset_key.to_user_string(): set() for e in result.get_asset_materialization_events()
+    }
+    for event in result.get_asset_materialization_events():
+        by_authority[event.asset_key.to_user_string()].add(event.partition)
+    authorities = {"E06000001", "E06000017", "E06000053"}
+    for partitioned in ("conformed/asc_cld", "measures/long_term_support", "measures/persons"):
+        assert by_authority[partitioned] == authorities
+    assert by_authority["measures/area_counts"] == {None}
     checks = result.get_asset_check_evaluations()
     assert checks and all(c.passed for c in checks)
 
@@ -88,7 +97,7 @@ def test_published_catalog_answers_from_any_directory(demo_run, tmp_path):
 
 def test_published_counts_follow_the_persons(demo_run):
     settings, _ = demo_run
-    persons = settings.warehouse_dir / "measures" / "persons.parquet"
+    persons = settings.warehouse_dir / "measures" / "persons" / "*.parquet"
     con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
     exact = con.execute(
         f"SELECT lad19_code, count(*) FROM read_parquet('{persons}') WHERE age >= 65 "

@@ -4,10 +4,11 @@ import dagster as dg
 
 from indices import steps
 from indices.schemas import conformed_schemas, validate_parquet
-from indices.sources.conform import ledger_frame, warehouse_paths
+from indices.sources.conform import conformed_parts, ledger_frame, warehouse_paths
 from indices.sources.extracts import RawFolderError
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
 from pipelines.metadata import COMMON, markdown_table, table_schema
+from pipelines.partitions import AUTHORITIES
 from pipelines.resources import IndicesSettings
 
 DESCRIPTIONS = {
@@ -18,12 +19,14 @@ DESCRIPTIONS = {
     "asc_cld": "Adult social care client level data from every local authority, pseudonymised.",
     "fingertips": "Public health profile indicators per area (Fingertips), long format.",
 }
-# Person-level sources keep only persons the register knows, so they wait for it.
+# Person-level sources keep only persons the register knows, so they wait for it. The social care
+# extracts come one per local authority and are conformed one authority (partition) at a time.
 UPSTREAM = {s: ["gp_patients"] for s in ("gp_events", "gp_medications", "hes_apc", "asc_cld")}
 
 
 def conformed_asset(source: str) -> dg.AssetsDefinition:
     schema = conformed_schemas()[source]
+    by_authority = source in steps.AUTHORITY_SOURCES
 
     @dg.asset(
         name=source,
@@ -35,34 +38,38 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
             raw_key(source),
             *(dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])),
         ],
-        description=DESCRIPTIONS[source],
+        description=DESCRIPTIONS[source]
+        + (" One partition per sending authority." if by_authority else ""),
         metadata={"dagster/column_schema": table_schema(schema)},
+        partitions_def=AUTHORITIES if by_authority else None,
         retry_policy=TRANSIENT_RETRY,
     )
     def _conformed(context: dg.AssetExecutionContext, settings: IndicesSettings):
+        resolved = settings.resolve()
+        parts = context.partition_keys if by_authority else [None]
         try:
-            result = steps.conform(settings.resolve(), source)
+            results = [steps.conform(resolved, source, part) for part in parts]
         except RawFolderError as error:  # a retry cannot help
             raise dg.Failure(str(error), allow_retries=False) from error
-        ledger = ledger_frame(result.ledger)
-        for entry in result.ledger:
+        entries = [entry for result in results for entry in result.ledger]
+        for entry in entries:
             if entry.rejected:
                 context.log.error(f"rejected {entry.rejected}")
             if entry.extra_columns:
                 context.log.warning(f"{entry.file}: extra columns ignored {entry.extra_columns}")
         linkage = {}
         if source in UPSTREAM:
-            rate = steps.linkage_rate(result)
+            rate = steps.linkage_rate(results)
             linkage["linkage_rate_to_register"] = dg.MetadataValue.float(
                 round(rate, 4) if rate is not None else float("nan")
             )
         return dg.MaterializeResult(
             metadata={
                 **linkage,
-                "dagster/row_count": result.rows_conformed,
-                "rows_quarantined": result.rows_quarantined,
-                "ledger": markdown_table(ledger),
-                "path": dg.MetadataValue.path(str(result.conformed_path)),
+                "dagster/row_count": sum(r.rows_conformed for r in results),
+                "rows_quarantined": sum(r.rows_quarantined for r in results),
+                "ledger": markdown_table(ledger_frame(entries)),
+                "path": dg.MetadataValue.path(str(results[0].conformed_path)),
             }
         )
 
@@ -70,11 +77,17 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         asset=_conformed,
         name="matches_schema",
         blocking=True,
-        description=f"The conformed table passes the pandera schema of {source}.",
+        description=f"The conformed table passes the pandera schema of {source}"
+        + (" (every authority's part)." if by_authority else "."),
     )
     def _matches_schema(settings: IndicesSettings) -> dg.AssetCheckResult:
-        path, _ = warehouse_paths(settings.resolve().warehouse_dir, source)
-        problems = validate_parquet(schema, path)
+        warehouse = settings.resolve().warehouse_dir
+        parts = conformed_parts(warehouse, source) if by_authority else [None]
+        problems = [
+            problem
+            for part in parts
+            for problem in validate_parquet(schema, warehouse_paths(warehouse, source, part)[0])
+        ]
         return dg.AssetCheckResult(
             passed=not problems, metadata={"problems": "\n".join(problems) or "none"}
         )

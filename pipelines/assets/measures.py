@@ -1,14 +1,32 @@
-"""Person-level measures (private) and exact area counts (private)."""
+"""Person-level measures (private), made one local authority at a time, and the exact area
+counts (private), made from every authority's part."""
 
 import dagster as dg
 
 from indices import steps, storage
 from indices.duck import query_rows, sql_str
+from indices.measures.persons import UNLOCATED
 from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.metadata import COMMON
+from pipelines.partitions import ALL_AUTHORITIES, AUTHORITIES
 from pipelines.resources import IndicesSettings
 
-CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.PERSON_SOURCES]
+NATIONAL_CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.NATIONAL_PERSON_SOURCES]
+
+
+def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict:
+    """Rows, reference date and eFI categories of the person tables just made."""
+    resolved = settings.resolve()
+    files = ", ".join(sql_str(path) for path, _ in paths_rows)
+    shares = query_rows(
+        f"SELECT efi_category, count(*) FROM read_parquet([{files}]) "
+        "WHERE age >= 65 GROUP BY 1 ORDER BY 1"
+    )
+    return {
+        "dagster/row_count": sum(rows for _, rows in paths_rows),
+        "reference_date": str(steps.reference_date(resolved)),
+        "efi_categories_65plus": dg.MetadataValue.json({k: v for k, v in shares}),
+    }
 
 
 @dg.asset(
@@ -17,31 +35,66 @@ CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.PERSON_SOURCES]
     kinds={"duckdb", "parquet"},
     **COMMON,
     retry_policy=TRANSIENT_RETRY,
-    deps=CONFORMED,
-    description="One row per person in the population at the reference date: age, sex, area, "
-    "eFI deficits and category. Private: never published.",
+    deps=NATIONAL_CONFORMED,
+    partitions_def=AUTHORITIES,
+    description="One row per person in the population at the reference date living in the "
+    "partition's local authority: age, sex, area, eFI deficits and category, HFRS. Private: "
+    "never published.",
 )
-def persons(settings: IndicesSettings) -> dg.MaterializeResult:
+def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.MaterializeResult:
     resolved = settings.resolve()
-    path, rows = steps.persons(resolved)
-    shares = query_rows(
-        f"SELECT efi_category, count(*) FROM read_parquet({sql_str(path)}) "
-        "WHERE age >= 65 GROUP BY 1 ORDER BY 1"
-    )
+    made = [steps.persons(resolved, authority) for authority in context.partition_keys]
+    return dg.MaterializeResult(metadata=persons_metadata(settings, made))
+
+
+@dg.asset(
+    key=["measures", "persons_unlocated"],
+    group_name="measures",
+    kinds={"duckdb", "parquet"},
+    **COMMON,
+    retry_policy=TRANSIENT_RETRY,
+    deps=NATIONAL_CONFORMED,
+    description="As `persons`, for the persons whose LSOA is blank or unknown: they count "
+    "towards England only. Private: never published.",
+)
+def persons_unlocated(settings: IndicesSettings) -> dg.MaterializeResult:
+    made = [steps.persons(settings.resolve(), UNLOCATED)]
+    return dg.MaterializeResult(metadata=persons_metadata(settings, made))
+
+
+@dg.asset(
+    key=["measures", "long_term_support"],
+    group_name="measures",
+    kinds={"duckdb", "parquet"},
+    **COMMON,
+    retry_policy=TRANSIENT_RETRY,
+    deps=[dg.AssetKey(["conformed", "asc_cld"])],
+    partitions_def=AUTHORITIES,
+    description="The persons that the partition's local authority's social care extract shows "
+    "receiving long-term support at the reference date. Private: never published.",
+)
+def long_term_support(
+    context: dg.AssetExecutionContext, settings: IndicesSettings
+) -> dg.MaterializeResult:
+    resolved = settings.resolve()
+    made = [steps.long_term_support(resolved, authority) for authority in context.partition_keys]
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": sum(rows for _, rows in made),
             "reference_date": str(steps.reference_date(resolved)),
-            "efi_categories_65plus": dg.MetadataValue.json({k: v for k, v in shares}),
         }
     )
 
 
-@dg.asset_check(asset=persons, blocking=True, description="Each person appears once.")
+@dg.asset_check(
+    asset=persons,
+    blocking=True,
+    description="Each person appears once, in one authority's part.",
+)
 def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = storage.join(settings.resolve().warehouse_dir, "measures", "persons.parquet")
+    files = ", ".join(map(sql_str, steps.persons_parts(settings.resolve())))
     duplicates = query_rows(
-        f"SELECT count(*) - count(DISTINCT person_id) FROM read_parquet({sql_str(path)})"
+        f"SELECT count(*) - count(DISTINCT person_id) FROM read_parquet([{files}])"
     )[0][0]
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicates": duplicates})
 
@@ -70,12 +123,20 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
     kinds={"duckdb", "parquet"},
     **COMMON,
     retry_policy=TRANSIENT_RETRY,
-    deps=[persons],
+    deps=[
+        dg.AssetDep(persons, partition_mapping=ALL_AUTHORITIES),
+        persons_unlocated,
+        dg.AssetDep(long_term_support, partition_mapping=ALL_AUTHORITIES),
+    ],
     description="Exact counts per LSOA, local authority and England, before disclosure "
-    "control. Private: the published datasets are made from it.",
+    "control, from every authority's part (it refuses parts missing or made from older "
+    "extracts). Private: the published datasets are made from it.",
 )
 def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
-    path, rows, withheld = steps.area_counts(settings.resolve())
+    try:
+        path, rows, withheld = steps.area_counts(settings.resolve())
+    except steps.PartsNotCurrent as error:  # a retry cannot help: partitions must run first
+        raise dg.Failure(str(error), allow_retries=False) from error
     for line in withheld.describe():
         context.log.warning(line)
     return dg.MaterializeResult(
@@ -111,7 +172,7 @@ def every_lsoa_present(settings: IndicesSettings) -> dg.AssetCheckResult:
 
 
 definitions = dg.Definitions(
-    assets=[persons, area_counts],
+    assets=[persons, persons_unlocated, long_term_support, area_counts],
     asset_checks=[
         one_row_per_person,
         plausible_shares_check("efi", "eFI category (65+)"),

@@ -7,6 +7,7 @@ from indices.areas import COUNTS, RATES, column_descriptions
 from indices.publish import audit_table, list_versions
 from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.metadata import COMMON, release_metadata
+from pipelines.partitions import ALL_AUTHORITIES
 from pipelines.resources import IndicesSettings
 
 # Each published count comes from the same column of the private area counts, each rate from
@@ -75,7 +76,13 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     kinds={"parquet"},
     **COMMON,
     retry_policy=TRANSIENT_RETRY,
-    deps=[dg.AssetKey(["conformed", s]) for s in steps.SOURCES],
+    deps=[
+        dg.AssetDep(
+            dg.AssetKey(["conformed", s]),
+            partition_mapping=ALL_AUTHORITIES if s in steps.AUTHORITY_SOURCES else None,
+        )
+        for s in steps.SOURCES
+    ],
     description="How every raw row was disposed of: per source and file, rows conformed, "
     "quarantined per reason, values corrected, files rejected. Counts only.",
 )

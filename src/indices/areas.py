@@ -16,6 +16,7 @@ from indices import storage
 from indices.availability import Withheld
 from indices.disclosure import DISCLOSURE_MACROS
 from indices.duck import connect, copy_to_parquet, sql_str
+from indices.measures.persons import person_measures_sql
 from indices.reference import reference_path
 
 LEVELS = ("lsoa", "lad", "england")
@@ -96,9 +97,10 @@ PARTITIONS = {
 }
 
 
-def area_counts_sql(persons: storage.Location, withheld: Withheld) -> str:
-    """Exact counts per LSOA, per LAD and for England, one row per area with a `level`; a count
-    whose inputs are missing is null and `withheld_reason` says why."""
+def area_counts_sql(persons: str, withheld: Withheld) -> str:
+    """Exact counts per LSOA, per LAD and for England over the persons (a query, see
+    `person_measures_sql`), one row per area with a `level`; a count whose inputs are missing is
+    null and `withheld_reason` says why."""
     lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
     sums = ", ".join(f"count(*) FILTER (WHERE {c.condition}) AS {c.name}" for c in COUNTS)
     zero_filled = ", ".join(f"coalesce(c.{c.name}, 0) AS {c.name}" for c in COUNTS)
@@ -108,7 +110,7 @@ def area_counts_sql(persons: storage.Location, withheld: Withheld) -> str:
         for c in COUNTS
     )
     return f"""
-    WITH persons AS (SELECT * FROM read_parquet({sql_str(persons)})),
+    WITH persons AS ({persons}),
     lookup AS (SELECT lsoa11_code, lad19_code FROM read_csv({lookup}, all_varchar = true)),
     covered AS (SELECT DISTINCT lad19_code FROM persons WHERE lad19_code IS NOT NULL),
     by_lsoa AS (SELECT lsoa11_code, {sums} FROM persons WHERE lsoa11_code IS NOT NULL GROUP BY 1),
@@ -128,14 +130,18 @@ def area_counts_sql(persons: storage.Location, withheld: Withheld) -> str:
 
 
 def build_area_counts(
-    warehouse_dir: storage.Location, withheld: Withheld
+    warehouse_dir: storage.Location,
+    persons: list[storage.Location],
+    supported: list[storage.Location],
+    withheld: Withheld,
 ) -> tuple[storage.Location, int]:
-    """Write the private, exact area counts; their path and row count."""
-    persons = storage.join(warehouse_dir, "measures", "persons.parquet")
+    """Write the private, exact area counts of the persons (every part) and the persons
+    receiving long-term support (every part); their path and row count."""
     target = storage.join(warehouse_dir, "measures", "area_counts.parquet")
     con = connect(storage.scratch_dir(warehouse_dir))
     try:
-        return target, copy_to_parquet(con, area_counts_sql(persons, withheld), target)
+        query = area_counts_sql(person_measures_sql(persons, supported), withheld)
+        return target, copy_to_parquet(con, query, target)
     finally:
         con.close()
 

@@ -3,6 +3,8 @@ same steps can run without Dagster."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,17 +21,28 @@ from indices.areas import (
     published_area_table,
 )
 from indices.availability import Withheld, withheld_measures
-from indices.duck import connect, query_rows, sql_str
-from indices.measures.persons import build_persons
+from indices.duck import connect, query_rows, sql_str, write_json_atomic
+from indices.measures.persons import UNLOCATED, build_long_term_support, build_persons
 from indices.pseudonym import load_key
 from indices.publish import Release, input_record, publish_release
+from indices.reference import file_sha256, lsoa_lookup, reference_path
 from indices.settings import Settings
-from indices.sources.conform import SourceResult, conform_source, count_data_rows, read_sidecar
+from indices.sources.conform import (
+    SourceResult,
+    conform_source,
+    count_data_rows,
+    distinct_raw_values,
+    read_sidecar,
+    sidecar_path,
+    warehouse_paths,
+)
 from indices.sources.extracts import check_raw_folder, current_extracts, newest_extract_date
 from indices.sources.layouts import LAYOUTS
 
 GP_SOURCES = ("gp_patients", "gp_events", "gp_medications")
-PERSON_SOURCES = (*GP_SOURCES, "hes_apc", "asc_cld")  # what the person-level measures read
+NATIONAL_PERSON_SOURCES = (*GP_SOURCES, "hes_apc")  # national extracts the persons are made of
+AUTHORITY_SOURCES = ("asc_cld",)  # one extract per local authority, conformed one at a time
+PERSON_SOURCES = (*NATIONAL_PERSON_SOURCES, *AUTHORITY_SOURCES)  # what the measures read
 SOURCES = (*PERSON_SOURCES, "fingertips")
 REQUIRED_SOURCES = GP_SOURCES  # without these there is no population and no eFI
 REFERENCE_FILES = (
@@ -82,16 +95,180 @@ def reference_date(settings: Settings) -> date:
     return settings.reference_date or newest_extract_date(settings.raw_dir)
 
 
-def conform(settings: Settings, source: str) -> SourceResult:
-    """Conform the current extracts of one source into the private warehouse."""
+def conform(settings: Settings, source: str, authority: str | None = None) -> SourceResult:
+    """Conform the current extracts of one source into the private warehouse; for a source sent
+    by each local authority, those of one `authority`."""
     extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
+    if authority is not None:
+        extracts = [e for e in extracts if e.lad19_code == authority]
     key = load_key(settings.warehouse_dir)
-    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key)
+    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key, authority)
 
 
-def persons(settings: Settings) -> tuple[storage.Location, int]:
-    """The private person-level table as at the reference date."""
-    return build_persons(settings.warehouse_dir, reference_date(settings))
+# -- partitions by local authority ---------------------------------------------------------------
+# Person-level work runs one lower-tier local authority at a time: the persons resident in it
+# (and, apart, those with no known LSOA), and the persons its own social care extract supports.
+# The national counts read every part, and only parts made from the current extracts at the
+# reference date (`current_parts`), so a late or missing part stops them instead of skewing them.
+
+
+class PartsNotCurrent(ValueError):
+    """Some authority's part is missing or was made from other extracts; the message names them."""
+
+
+def authorities(settings: Settings) -> list[str]:
+    """The local authorities to partition by, read from the raw folder without conforming: those
+    of the LSOAs in the newest GP register extract and those sending a social care extract."""
+    lad_of = dict(zip(lsoa_lookup()["lsoa11_code"], lsoa_lookup()["lad19_code"], strict=True))
+    found = {e.lad19_code for e in current_extracts(settings.raw_dir, "asc_cld")}
+    register = current_extracts(settings.raw_dir, "gp_patients")
+    if register:
+        lsoas = distinct_raw_values(register[-1], "lsoa11_code")
+        found |= {lad_of[code] for code in lsoas if code in lad_of}
+    return sorted(found)
+
+
+def register_authorities(settings: Settings) -> list[str]:
+    """The local authorities of every LSOA in the conformed GP register."""
+    register, _ = warehouse_paths(settings.warehouse_dir, "gp_patients")
+    lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
+    return [
+        row[0]
+        for row in query_rows(
+            f"SELECT DISTINCT g.lad19_code FROM read_parquet({sql_str(register)}) r "
+            f"JOIN read_csv({lookup}, all_varchar = true) g USING (lsoa11_code) ORDER BY 1"
+        )
+    ]
+
+
+def social_care_authorities(settings: Settings) -> list[str]:
+    """The local authorities with a social care extract in force."""
+    return sorted({e.lad19_code for e in current_extracts(settings.raw_dir, "asc_cld")})
+
+
+def part_path(settings: Settings, table: str, part: str, suffix: str = ".parquet"):
+    """One part of a partitioned measures table, e.g. `measures/persons/E06000001.parquet`, or
+    (suffix `.json`) the record of what it was made from."""
+    return storage.join(settings.warehouse_dir, "measures", table, f"{part}{suffix}")
+
+
+def _made_from(settings: Settings, sidecars: list[storage.Location]) -> dict:
+    """What a part is made from: the reference date and a hash of its inputs' sidecars."""
+    digest = hashlib.sha256()
+    for path in sidecars:
+        digest.update(storage.read_bytes(path) if storage.exists(path) else b"absent")
+    return {"reference_date": reference_date(settings).isoformat(), "inputs": digest.hexdigest()}
+
+
+def _person_inputs(settings: Settings) -> list[storage.Location]:
+    return [sidecar_path(settings.warehouse_dir, s) for s in NATIONAL_PERSON_SOURCES]
+
+
+def _support_inputs(settings: Settings, authority: str) -> list[storage.Location]:
+    return [sidecar_path(settings.warehouse_dir, "asc_cld", authority)]
+
+
+def _write_part(settings, table: str, part: str, build, inputs) -> tuple[storage.Location, int]:
+    """Write one part, then the record of what it was made from (read by `current_parts`)."""
+    target = part_path(settings, table, part)
+    rows = build(target)
+    write_json_atomic(part_path(settings, table, part, ".json"), _made_from(settings, inputs))
+    return target, rows
+
+
+def persons(settings: Settings, authority: str) -> tuple[storage.Location, int]:
+    """The private person table as at the reference date of one local authority's residents
+    (or of the persons with no known LSOA, `UNLOCATED`), with their eFI and HFRS."""
+    return _write_part(
+        settings,
+        "persons",
+        authority,
+        lambda target: build_persons(
+            storage.join(settings.warehouse_dir, "conformed"),
+            reference_date(settings),
+            target,
+            authority,
+            storage.scratch_dir(settings.warehouse_dir),
+        ),
+        _person_inputs(settings),
+    )
+
+
+def long_term_support(settings: Settings, authority: str) -> tuple[storage.Location, int]:
+    """The private list of persons that one local authority's social care extract shows
+    receiving long-term support at the reference date."""
+    conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
+    return _write_part(
+        settings,
+        "long_term_support",
+        authority,
+        lambda target: build_long_term_support(
+            [conformed] if storage.exists(conformed) else [],
+            reference_date(settings),
+            target,
+            storage.scratch_dir(settings.warehouse_dir),
+        ),
+        _support_inputs(settings, authority),
+    )
+
+
+def _part_problem(settings: Settings, table: str, part: str, inputs) -> str | None:
+    made_from = part_path(settings, table, part, ".json")
+    if not storage.exists(part_path(settings, table, part)) or not storage.exists(made_from):
+        return f"{table} of {part} not made yet"
+    if json.loads(storage.read_text(made_from)) != _made_from(settings, inputs):
+        return f"{table} of {part} made from other extracts or another reference date"
+    return None
+
+
+def _conformed_problem(settings: Settings, authority: str) -> str | None:
+    """Why the conformed social care extract of an authority is not the one in force, if so."""
+    path = sidecar_path(settings.warehouse_dir, "asc_cld", authority)
+    in_force = [
+        e for e in current_extracts(settings.raw_dir, "asc_cld") if e.lad19_code == authority
+    ]
+    if not storage.exists(path):
+        return f"asc_cld of {authority} not conformed yet"
+    sidecar = read_sidecar(settings.warehouse_dir, "asc_cld", authority)
+    used = [(Path(r["path"]).name, r["sha256"]) for r in sidecar["inputs"]]
+    if used != [(e.path.name, file_sha256(e.path)) for e in in_force]:
+        return f"asc_cld of {authority} conformed from another extract"
+    return None
+
+
+def current_parts(settings: Settings) -> tuple[list[storage.Location], list[storage.Location]]:
+    """Every part the national counts need, each checked to be made from the current extracts
+    at the reference date: the persons of each authority in the register and of the
+    unlocated, and the supported persons of each authority sending social care data. Raises
+    `PartsNotCurrent` naming every part that is missing or out of date."""
+    residents = [*register_authorities(settings), UNLOCATED]
+    senders = social_care_authorities(settings)
+    problems = [
+        _part_problem(settings, "persons", part, _person_inputs(settings)) for part in residents
+    ]
+    for authority in senders:
+        problems.append(
+            _conformed_problem(settings, authority)
+            or _part_problem(
+                settings, "long_term_support", authority, _support_inputs(settings, authority)
+            )
+        )
+    problems = [p for p in problems if p]
+    if problems:
+        raise PartsNotCurrent(
+            "the national counts need every local authority's part, made from the current "
+            f"extracts; materialise these partitions first: {'; '.join(problems)}"
+        )
+    return (
+        [part_path(settings, "persons", part) for part in residents],
+        [part_path(settings, "long_term_support", a) for a in senders],
+    )
+
+
+def persons_parts(settings: Settings) -> list[storage.Location]:
+    """The person tables made so far, of any authority (for checks that need no completeness)."""
+    folder = storage.join(settings.warehouse_dir, "measures", "persons")
+    return [storage.join(folder, n) for n in storage.listdir(folder) if n.endswith(".parquet")]
 
 
 def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dict[str, float]]:
@@ -102,11 +279,11 @@ def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dic
     expected = pd.read_csv(reference_path("frailty/plausible_shares.csv"))
     expected = expected[expected["measure"] == measure]
     column, age = {"efi": ("efi_category", 65), "hfrs": ("hfrs_band", 75)}[measure]
-    persons_path = storage.join(settings.warehouse_dir, "measures", "persons.parquet")
+    files = ", ".join(map(sql_str, persons_parts(settings)))
     observed = dict(
         query_rows(
             f"SELECT {column}, count(*) / sum(count(*)) OVER () FROM "
-            f"read_parquet({sql_str(persons_path)}) WHERE age >= {age} GROUP BY 1"
+            f"read_parquet([{files}]) WHERE age >= {age} GROUP BY 1"
         )
     )
     problems = [
@@ -118,23 +295,25 @@ def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dic
     return problems, {k: round(v, 4) for k, v in observed.items() if k is not None}
 
 
-def withheld(settings: Settings) -> Withheld:
+def withheld(settings: Settings, persons_files: list[storage.Location]) -> Withheld:
     """What the area counts must withhold, given the ledgers and the authorities covered."""
-    persons_path = storage.join(settings.warehouse_dir, "measures", "persons.parquet")
+    files = ", ".join(map(sql_str, persons_files))
     covered = [
         row[0]
         for row in query_rows(
-            f"SELECT DISTINCT lad19_code FROM read_parquet({sql_str(persons_path)}) "
+            f"SELECT DISTINCT lad19_code FROM read_parquet([{files}]) "
             "WHERE lad19_code IS NOT NULL ORDER BY 1"
         )
     ]
-    return withheld_measures(settings.warehouse_dir, covered)
+    return withheld_measures(settings.warehouse_dir, covered, social_care_authorities(settings))
 
 
 def area_counts(settings: Settings) -> tuple[storage.Location, int, Withheld]:
-    """The private, exact counts per LSOA, LAD and England, and what they withhold."""
-    reasons = withheld(settings)
-    path, rows = build_area_counts(settings.warehouse_dir, reasons)
+    """The private, exact counts per LSOA, LAD and England, and what they withhold: from every
+    authority's part, all made from the current extracts (else `PartsNotCurrent`)."""
+    persons_files, supported = current_parts(settings)
+    reasons = withheld(settings, persons_files)
+    path, rows = build_area_counts(settings.warehouse_dir, persons_files, supported, reasons)
     return path, rows, reasons
 
 
@@ -178,6 +357,18 @@ def missing_lsoas(area_counts_path: storage.Location) -> list[str]:
         con.close()
 
 
+def sidecars(settings: Settings, source: str) -> list[dict]:
+    """The sidecars of a conformed source: one, or one per authority in force for a source sent
+    by each local authority (a part not conformed yet is left out; `current_parts` guards)."""
+    if source not in AUTHORITY_SOURCES:
+        return [read_sidecar(settings.warehouse_dir, source)]
+    return [
+        read_sidecar(settings.warehouse_dir, source, authority)
+        for authority in social_care_authorities(settings)
+        if storage.exists(sidecar_path(settings.warehouse_dir, source, authority))
+    ]
+
+
 def lineage_inputs(
     settings: Settings, sources: tuple[str, ...] = GP_SOURCES, reference: bool = True
 ) -> list[dict]:
@@ -185,7 +376,7 @@ def lineage_inputs(
     from indices.reference import reference_path
 
     inputs = [
-        i for source in sources for i in read_sidecar(settings.warehouse_dir, source)["inputs"]
+        i for source in sources for sidecar in sidecars(settings, source) for i in sidecar["inputs"]
     ]
     if reference:
         inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
@@ -205,7 +396,10 @@ LEDGER_COLUMNS = {
 def ledger_table(settings: Settings) -> pa.Table:
     """The ingest ledger of the current conformed tables, long format, counts only."""
     records = [
-        row for source in SOURCES for row in read_sidecar(settings.warehouse_dir, source)["ledger"]
+        row
+        for source in SOURCES
+        for sidecar in sidecars(settings, source)
+        for row in sidecar["ledger"]
     ]
     return pa.Table.from_pylist(
         records,
@@ -241,10 +435,9 @@ def ledger_problems(settings: Settings) -> list[str]:
     """Files whose rows conformed plus quarantined differ from their data rows counted afresh."""
     problems = []
     for source in SOURCES:
-        sidecar = read_sidecar(settings.warehouse_dir, source)
         extracts = {e.path.name: e for e in current_extracts(settings.raw_dir, source)}
         accounted: dict[str, int] = {}
-        for row in sidecar["ledger"]:
+        for row in (r for sidecar in sidecars(settings, source) for r in sidecar["ledger"]):
             if row["outcome"] in ("conformed", "quarantined"):
                 accounted[row["file"]] = accounted.get(row["file"], 0) + row["rows"]
         for name, rows in accounted.items():
@@ -254,17 +447,19 @@ def ledger_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def linkage_rate(result: SourceResult) -> float | None:
-    """Share of a person-level source's rows that could be linked to a person in the GP
-    register: conformed rows over those plus rows set aside for a missing, invalid or unknown
-    NHS number."""
+def linkage_rate(results: list[SourceResult]) -> float | None:
+    """Share of a person-level source's rows (over all the results given) that could be linked
+    to a person in the GP register: conformed rows over those plus rows set aside for a missing,
+    invalid or unknown NHS number."""
     unlinked = sum(
         e.quarantined[r]
+        for result in results
         for e in result.ledger
         for r in ("no_nhs_number", "invalid_nhs_number", "unknown_person")
     )
-    total = result.rows_conformed + unlinked
-    return result.rows_conformed / total if total else None
+    conformed = sum(result.rows_conformed for result in results)
+    total = conformed + unlinked
+    return conformed / total if total else None
 
 
 def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:

@@ -1,6 +1,8 @@
-"""The person-level table: the population at the reference date and each person's measures.
+"""The person-level tables: the population at the reference date with each person's eFI and
+HFRS, one part per local authority of residence; and the persons receiving long-term social care
+support, one part per sending authority. Joined, they are one row per person in the population.
 
-Private: it lives in the warehouse only. One row per person in the population at D.
+Private: they live in the warehouse only.
 """
 
 from __future__ import annotations
@@ -8,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from indices import storage
@@ -19,6 +21,8 @@ from indices.reference import efi_deficits, reference_path
 
 POLYPHARMACY = "polypharmacy"
 POLYPHARMACY_SUBSTANCES = 5  # distinct BNF chemical substances issued in the year to D
+# The part of the persons with no known LSOA, who are counted at national level only.
+UNLOCATED = "unlocated"
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,11 @@ def deficit_column(deficit_id: str) -> str:
     return "efi_" + deficit_id.replace("-", "_")
 
 
-def persons_sql(conformed: storage.Location, reference_date: date) -> str:
-    """SQL for the person table as at `reference_date`, exactly as the definitions say."""
+def persons_sql(
+    conformed: storage.Location, reference_date: date, authority: str | None = None
+) -> str:
+    """SQL for the person table as at `reference_date`, exactly as the definitions say: the
+    residents of one lower-tier local authority (or the `UNLOCATED`), or everyone (None)."""
 
     def table(source: str) -> str:
         return f"read_parquet({sql_str(storage.join(conformed, f'{source}.parquet'))})"
@@ -107,6 +114,11 @@ def persons_sql(conformed: storage.Location, reference_date: date) -> str:
     weights = ", ".join(f"({sql_str(code)}, {w})" for code, w in hfrs_weights().items())
     diagnoses = ", ".join(f"diag_4_{i:02d}" for i in range(1, 21))
     codes = sql_str(reference_path("frailty/efi_snomed_codes.csv"))
+    lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
+    residents = {
+        None: "true",
+        UNLOCATED: "g.lad19_code IS NULL",
+    }.get(authority, f"g.lad19_code = {sql_str(authority)}")
     return f"""
     WITH register AS (SELECT * FROM {table("gp_patients")}),
     died AS (SELECT DISTINCT person_id FROM register WHERE date_of_death <= {d}),
@@ -121,8 +133,11 @@ def persons_sql(conformed: storage.Location, reference_date: date) -> str:
           AND person_id NOT IN (SELECT person_id FROM died)
     ),
     population AS (
-        SELECT person_id, lsoa11_code, sex, {age_sql("date_of_birth", d)} AS age
-        FROM covering WHERE pick = 1
+        SELECT c.person_id, c.lsoa11_code, g.lad19_code, c.sex,
+               {age_sql("c.date_of_birth", d)} AS age
+        FROM covering c
+        LEFT JOIN read_csv({lookup}, all_varchar = true) g USING (lsoa11_code)
+        WHERE c.pick = 1 AND {residents}
     ),
     older AS (SELECT person_id FROM population WHERE age >= 65),
     coded AS (
@@ -141,11 +156,11 @@ def persons_sql(conformed: storage.Location, reference_date: date) -> str:
     ),
     present AS (SELECT * FROM coded UNION ALL SELECT * FROM polypharmacy),
     flagged AS (
-        SELECT p.person_id, p.lsoa11_code, p.sex, p.age,
+        SELECT p.person_id, p.lsoa11_code, p.lad19_code, p.sex, p.age,
                CASE WHEN p.age >= 65 THEN count(x.deficit_id) END AS efi_deficits,
                {flags}
         FROM population p LEFT JOIN present x USING (person_id)
-        GROUP BY p.person_id, p.lsoa11_code, p.sex, p.age
+        GROUP BY p.person_id, p.lsoa11_code, p.lad19_code, p.sex, p.age
     ),
     hfrs_weights(icd10_3char, tenths) AS (VALUES {weights}),
     episode_groups AS (
@@ -160,48 +175,78 @@ def persons_sql(conformed: storage.Location, reference_date: date) -> str:
         SELECT person_id, sum(tenths) AS hfrs_tenths
         FROM episode_groups JOIN hfrs_weights USING (icd10_3char) GROUP BY person_id
     ),
-    long_term_support AS (
-        SELECT DISTINCT person_id FROM {table("asc_cld")}
-        WHERE event_type = 'Service' AND starts_with(service_type, 'Long Term Support')
-          AND event_start_date <= {d} AND (event_end_date IS NULL OR event_end_date >= {d})
-    ),
     measured AS (
-        SELECT f.*,
-               CASE WHEN f.age >= 75 THEN coalesce(h.hfrs_tenths, 0) END AS hfrs_tenths,
-               CASE WHEN f.age >= 65 THEN l.person_id IS NOT NULL END AS long_term_support
-        FROM flagged f
-        LEFT JOIN hfrs h USING (person_id)
-        LEFT JOIN long_term_support l USING (person_id)
+        SELECT f.*, CASE WHEN f.age >= 75 THEN coalesce(h.hfrs_tenths, 0) END AS hfrs_tenths
+        FROM flagged f LEFT JOIN hfrs h USING (person_id)
     )
-    SELECT m.person_id, m.lsoa11_code, g.lad19_code, m.age, m.sex,
+    SELECT m.person_id, m.lsoa11_code, m.lad19_code, m.age, m.sex,
            m.efi_deficits,
            m.efi_deficits / {len(deficits)} AS efi,
            CASE {categories} END AS efi_category,
            CAST(m.hfrs_tenths AS INTEGER) AS hfrs_tenths,
            CASE {hfrs_band} END AS hfrs_band,
-           m.long_term_support,
-           m.* EXCLUDE (person_id, lsoa11_code, age, sex, efi_deficits, hfrs_tenths,
-                        long_term_support)
+           m.* EXCLUDE (person_id, lsoa11_code, lad19_code, age, sex, efi_deficits, hfrs_tenths)
     FROM measured m
-    LEFT JOIN read_csv({sql_str(reference_path("geography/lsoa11_lad19.csv"))},
-                       all_varchar = true) g USING (lsoa11_code)
     ORDER BY m.person_id
     """
 
 
+def long_term_support_sql(social_care: list[storage.Location], reference_date: date) -> str:
+    """SQL for the persons receiving long-term support at D in some social care tables."""
+    if not social_care:
+        return "SELECT CAST(NULL AS VARCHAR) AS person_id WHERE false"
+    d = f"DATE {sql_str(reference_date)}"
+    files = ", ".join(sql_str(path) for path in social_care)
+    return f"""
+    SELECT DISTINCT person_id FROM read_parquet([{files}])
+    WHERE event_type = 'Service' AND starts_with(service_type, 'Long Term Support')
+      AND event_start_date <= {d} AND (event_end_date IS NULL OR event_end_date >= {d})
+    ORDER BY person_id
+    """
+
+
+def person_measures_sql(persons: list[storage.Location], supported: list[storage.Location]) -> str:
+    """The persons (all parts given) with `long_term_support` from the supported persons (all
+    parts given): true or false from age 65, null below."""
+    if not persons:
+        raise ValueError("no persons table to read")
+    files = ", ".join(sql_str(path) for path in persons)
+    support = (
+        f"SELECT DISTINCT person_id FROM read_parquet([{', '.join(map(sql_str, supported))}])"
+        if supported
+        else "SELECT CAST(NULL AS VARCHAR) AS person_id WHERE false"
+    )
+    return f"""
+    SELECT p.*, CASE WHEN p.age >= 65 THEN s.person_id IS NOT NULL END AS long_term_support
+    FROM read_parquet([{files}]) p LEFT JOIN ({support}) s USING (person_id)
+    """
+
+
 def build_persons(
-    warehouse_dir: storage.Location,
+    conformed: storage.Location,
     reference_date: date,
-    con: duckdb.DuckDBPyConnection | None = None,
-) -> tuple[storage.Location, int]:
-    """Write `measures/persons.parquet` in the warehouse; its path and row count."""
-    query = persons_sql(storage.join(warehouse_dir, "conformed"), reference_date)
-    target = storage.join(warehouse_dir, "measures", "persons.parquet")
-    own = con is None
-    con = con or connect(storage.scratch_dir(warehouse_dir))
+    target: storage.Location,
+    authority: str | None = None,
+    scratch: Path | None = None,
+) -> int:
+    """Write the person table (of one authority's residents, see `persons_sql`) to `target`;
+    the rows written. Large intermediates spill to `scratch`."""
+    return _write(persons_sql(conformed, reference_date, authority), target, scratch)
+
+
+def build_long_term_support(
+    social_care: list[storage.Location],
+    reference_date: date,
+    target: storage.Location,
+    scratch: Path | None = None,
+) -> int:
+    """Write the persons receiving long-term support at D to `target`; the rows written."""
+    return _write(long_term_support_sql(social_care, reference_date), target, scratch)
+
+
+def _write(query: str, target: storage.Location, scratch: Path | None) -> int:
+    con = connect(scratch)
     try:
-        rows = copy_to_parquet(con, query, target)
+        return copy_to_parquet(con, query, target, scratch)
     finally:
-        if own:
-            con.close()
-    return target, rows
+        con.close()

@@ -80,11 +80,20 @@ class SourceResult:
         return sum(sum(f.quarantined.values()) for f in self.ledger)
 
 
-def warehouse_paths(warehouse_dir: Location, source: str) -> tuple[Location, Location]:
-    """Where a source's conformed table and quarantine live in the private warehouse."""
+def _stem(source: str, part: str | None) -> tuple[str, ...]:
+    """`<source>`, or `<source>/<part>` for one part of a source conformed by parts (asc_cld
+    by sending authority)."""
+    return (f"{source}",) if part is None else (source, part)
+
+
+def warehouse_paths(
+    warehouse_dir: Location, source: str, part: str | None = None
+) -> tuple[Location, Location]:
+    """Where a source's (or one part's) conformed table and quarantine live in the warehouse."""
+    *folders, last = _stem(source, part)
     return (
-        storage.join(warehouse_dir, "conformed", f"{source}.parquet"),
-        storage.join(warehouse_dir, "quarantine", f"{source}.parquet"),
+        storage.join(warehouse_dir, "conformed", *folders, f"{last}.parquet"),
+        storage.join(warehouse_dir, "quarantine", *folders, f"{last}.parquet"),
     )
 
 
@@ -93,10 +102,12 @@ def conform_source(
     extracts: list[Extract],
     warehouse_dir: Location,
     key: bytes,
+    part: str | None = None,
 ) -> SourceResult:
-    """Conform the current extracts of one source into the warehouse (a local folder or an
-    object store: the work happens in a local DuckDB, the results are uploaded whole)."""
-    conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name)
+    """Conform the current extracts of one source (or of one `part` of it, e.g. one authority's
+    social care extract) into the warehouse (a local folder or an object store: the work happens
+    in a local DuckDB, the results are uploaded whole)."""
+    conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name, part)
     scratch = storage.scratch_dir(warehouse_dir)
     con = connect(scratch)
     try:
@@ -128,17 +139,56 @@ def conform_source(
         "inputs": [input_record(e.path, f"raw/{layout.name}") for e in extracts],
         "ledger": ledger_frame(ledger).to_dict(orient="records"),
     }
-    write_json_atomic(sidecar_path(warehouse_dir, layout.name), sidecar)
+    write_json_atomic(sidecar_path(warehouse_dir, layout.name, part), sidecar)
     return result
 
 
-def sidecar_path(warehouse_dir: Location, source: str) -> Location:
+def sidecar_path(warehouse_dir: Location, source: str, part: str | None = None) -> Location:
     """The JSON beside a conformed table: the raw files (with hashes) it came from, its ledger."""
-    return storage.join(warehouse_dir, "conformed", f"{source}.json")
+    *folders, last = _stem(source, part)
+    return storage.join(warehouse_dir, "conformed", *folders, f"{last}.json")
 
 
-def read_sidecar(warehouse_dir: Location, source: str) -> dict:
-    return json.loads(storage.read_text(sidecar_path(warehouse_dir, source)))
+def read_sidecar(warehouse_dir: Location, source: str, part: str | None = None) -> dict:
+    return json.loads(storage.read_text(sidecar_path(warehouse_dir, source, part)))
+
+
+def conformed_parts(warehouse_dir: Location, source: str) -> list[str]:
+    """The parts of a source conformed by parts, e.g. the authorities of asc_cld."""
+    folder = storage.join(warehouse_dir, "conformed", source)
+    return [n.removesuffix(".json") for n in storage.listdir(folder) if n.endswith(".json")]
+
+
+def distinct_raw_values(extract: Extract, column: str) -> set[str]:
+    """The distinct non-blank values of one column of a UTF-8 CSV or Parquet extract, the column
+    matched as the reader matches it (case and surrounding spaces ignored). Empty when the file
+    cannot be read that way: conforming it says why."""
+    con = connect()
+    try:
+        if extract.fmt == "parquet":
+            header = _parquet_header(con, extract)
+            as_read = header
+            relation = f"read_parquet({sql_str(extract.path)})"
+        else:
+            header = _csv_header(extract.path)
+            as_read = [f"c{i}" for i in range(len(header))]
+            columns = ", ".join(f"{sql_str(name)}: 'VARCHAR'" for name in as_read)
+            relation = (
+                f"read_csv({sql_str(extract.path)}, auto_detect = false, header = true, "
+                f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', "
+                "ignore_errors = true)"
+            )
+        names = [r for h, r in zip(header, as_read, strict=True) if h.strip().lower() == column]
+        if not names:
+            return set()
+        rows = con.execute(
+            f"SELECT DISTINCT trim(CAST({ident(names[0])} AS VARCHAR)) FROM {relation}"
+        ).fetchall()
+        return {value for (value,) in rows if value}
+    except (duckdb.Error, FileRejected, OSError, EOFError):
+        return set()
+    finally:
+        con.close()
 
 
 # -- reading -------------------------------------------------------------------------------------
