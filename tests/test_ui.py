@@ -24,6 +24,7 @@ import duckdb
 import pytest
 from playwright import sync_api
 
+from pipelines.partitions import range_tags
 from tests.conftest import REPO
 
 DEMO_RAW = REPO / "data" / "raw"
@@ -37,6 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 GROUPS = ("raw", "conformed", "measures", "published", "indices")
+AUTHORITIES = ["E06000001", "E06000017", "E06000053"]  # of the demo extracts
 LOCATION = "indices"  # [tool.dagster] code_location_name in pyproject.toml
 REPOSITORY = "__repository__"
 SCREENSHOT = REPO / "docs" / "asset-graph.png"
@@ -97,12 +99,15 @@ class UI:
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
 
-    def launch(self, asset_selection: list[list[str]] | None = None) -> str:
+    def launch(
+        self, asset_selection: list[list[str]] | None = None, tags: dict[str, str] | None = None
+    ) -> str:
         """Launch the main job (or a subset of its assets) as the UI's Materialize button does."""
         selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
         selector["jobName"] = "main"
         if asset_selection is not None:
             selector["assetSelection"] = [{"path": path} for path in asset_selection]
+        metadata = {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
         data = self.graphql(
             """mutation Launch($params: ExecutionParams!) {
                  launchRun(executionParams: $params) {
@@ -111,7 +116,7 @@ class UI:
                    ... on Error { message }
                  }
                }""",
-            params={"selector": selector, "runConfigData": {}},
+            params={"selector": selector, "runConfigData": {}, "executionMetadata": metadata},
         )["launchRun"]
         assert data["__typename"] == "LaunchRunSuccess", data
         return data["run"]["runId"]
@@ -127,6 +132,14 @@ class UI:
                 return status
             time.sleep(2)
         raise AssertionError(f"run {run_id} still not finished after {RUN_TIMEOUT} s")
+
+    def authorities(self) -> list[str]:
+        """The `authority` partitions, as the UI lists them for the persons asset."""
+        node = self.graphql(
+            """{ assetNodeOrError(assetKey: {path: ["measures", "persons"]}) {
+                   ... on AssetNode { partitionKeysByDimension { partitionKeys } } } }"""
+        )["assetNodeOrError"]
+        return node["partitionKeysByDimension"][0]["partitionKeys"]
 
     def stale_status(self) -> dict[str, str]:
         nodes = self.graphql("{ assetNodes { assetKey { path } staleStatus } }")["assetNodes"]
@@ -219,8 +232,14 @@ def browser():
 
 @pytest.fixture(scope="module")
 def main_run(ui) -> str:
-    """The main job launched through the UI once, as its Materialize button does: its status."""
-    return ui.wait_for_run(ui.launch())
+    """The main job launched through the UI once over every local authority, as the nightly
+    schedule launches it: its status. The sensor's first tick makes the raw folder's
+    authorities partitions."""
+    deadline = time.monotonic() + 120
+    while (authorities := ui.authorities()) != AUTHORITIES:
+        assert time.monotonic() < deadline, f"partitions after 120 s: {authorities}"
+        time.sleep(2)
+    return ui.wait_for_run(ui.launch(tags=range_tags(authorities)))
 
 
 def open_asset_graph(browser, ui: UI):
@@ -334,3 +353,60 @@ def test_a_new_extract_shows_what_is_stale_and_what_the_sensor_would_run(ui, mai
     assert {"published/frailty_lad", "indices/frailty_index"} <= selected
     assert not selected & {"conformed/gp_patients", "raw/gp_patients", "indices/imd2019"}
     assert {"key": "indices/changed_sources", "value": "gp_events"} in request["tags"]
+
+
+def test_a_backfill_fans_out_one_run_per_authority_then_the_national_counts(ui, main_run):
+    """The UI's Materialize over every partition: the daemon runs each authority's person-level
+    work in its own run, and the national counts once, after all of them."""
+    assert main_run == "SUCCESS", ui.log_tail()
+    selection = [
+        ["conformed", "asc_cld"],
+        ["measures", "long_term_support"],
+        ["measures", "persons"],
+        ["measures", "area_counts"],
+    ]
+    launched = ui.graphql(
+        """mutation Backfill($params: LaunchBackfillParams!) {
+             launchPartitionBackfill(backfillParams: $params) {
+               __typename
+               ... on LaunchBackfillSuccess { backfillId }
+               ... on Error { message }
+             }
+           }""",
+        params={"assetSelection": [{"path": p} for p in selection], "allPartitions": True},
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        backfill = ui.graphql(
+            """query Backfill($id: String!) {
+                 partitionBackfillOrError(backfillId: $id) {
+                   ... on PartitionBackfill {
+                     status
+                     runs { status startTime endTime tags { key value }
+                            assetSelection { path } }
+                   }
+                 }
+               }""",
+            id=launched["backfillId"],
+        )["partitionBackfillOrError"]
+        if backfill["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            break
+        assert time.monotonic() < deadline, f"backfill not done after {RUN_TIMEOUT} s"
+        time.sleep(3)
+    assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), ui.log_tail()
+    runs = backfill["runs"]
+    assert {r["status"] for r in runs} == {"SUCCESS"}
+    partition_runs = {
+        tag["value"]: run
+        for run in runs
+        for tag in run["tags"]
+        if tag["key"] == "dagster/partition"
+    }
+    assert sorted(partition_runs) == AUTHORITIES  # one run per authority
+    (national,) = [
+        run
+        for run in runs
+        if ["measures", "area_counts"] in [key["path"] for key in run["assetSelection"]]
+    ]
+    assert national["startTime"] >= max(run["endTime"] for run in partition_runs.values())
