@@ -5,11 +5,16 @@ parts that are missing or out of date."""
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from indices import steps
@@ -131,3 +136,42 @@ def published(settings: Settings, query: str) -> list[tuple]:
         return con.execute(query).fetchall()
     finally:
         con.close()
+
+
+def test_two_runs_started_at_once_leave_intact_releases(tmp_path):
+    """The same pipeline started twice together, on the same folders and Dagster instance:
+    both succeed, each dataset is published once, whole, with the figures of a single run."""
+    shared = Settings.resolve(REPO / "data" / "raw", tmp_path / "warehouse", tmp_path / "published")
+    (tmp_path / "dagster_home").mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    command = [
+        str(Path(sys.executable).with_name("indices")),
+        "run",
+        f"--raw-dir={shared.raw_dir}",
+        f"--warehouse-dir={shared.warehouse_dir}",
+        f"--publish-dir={shared.publish_dir}",
+    ]
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
+    datasets = [d for d in os.listdir(shared.publish_dir) if not d.startswith((".", "catalog"))]
+    assert len(datasets) == 9
+    for dataset in datasets:
+        assert list_versions(shared.publish_dir, dataset) == ["v000001"]  # the second: unchanged
+        release = shared.publish_dir / dataset / "v000001"
+        manifest = json.loads((release / "manifest.json").read_text())
+        assert pq.ParquetFile(release / "data.parquet").metadata.num_rows == manifest["row_count"]
+    assert not list((shared.publish_dir / ".staging").glob("*"))
+    assert (shared.warehouse_dir / "pseudonym.key").is_file()  # one key, and no half-made one
+    assert not list(shared.warehouse_dir.glob(".pseudonym.key.*"))
+
+    alone = Settings.resolve(shared.raw_dir, tmp_path / "w1", tmp_path / "p1")
+    assert run_main_job(alone, instance=dg.DagsterInstance.ephemeral()).success
+    for dataset in ("frailty_lsoa", "frailty_lad", "frailty_england", "ingest_ledger"):
+        query = f"SELECT * FROM {dataset}"
+        together, single = published(shared, query), published(alone, query)
+        assert sorted(together, key=str) == sorted(single, key=str) and together

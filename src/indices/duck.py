@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -20,7 +21,10 @@ def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     register(con)
     if spill_dir is not None:
         Path(spill_dir).mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = {sql_str(spill_dir)}")
+        # A folder of its own: connections of runs going at once never share spill files. DuckDB
+        # creates it, and removes it on close.
+        own = Path(spill_dir) / f"duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        con.execute(f"SET temp_directory = {sql_str(own)}")
     return con
 
 
