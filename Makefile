@@ -25,12 +25,24 @@ run: install
 
 # The browser test drives Debian's chromium through Playwright (whose own browser download fails
 # here): install it once, with sudo when not root.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BROWSER := /usr/bin/chromium
 $(BROWSER):
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
-test: install $(BROWSER)
+# The production storage test runs a real PostgreSQL server: install Debian's when there is no
+# `initdb` on PATH or in Debian's versioned folder.
+POSTGRES_SERVER := $(or $(shell command -v initdb),$(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)))
+
+.PHONY: postgres-server
+postgres-server:
+ifeq ($(POSTGRES_SERVER),)
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null
+endif
+
+test: install $(BROWSER) postgres-server
 	$(BIN)/ruff check src pipelines tests scripts benchmarks
 	$(BIN)/ruff format --check src pipelines tests scripts benchmarks
 	$(BIN)/pytest
