@@ -266,9 +266,12 @@ def current_parts(settings: Settings) -> tuple[list[storage.Location], list[stor
 
 
 def persons_parts(settings: Settings) -> list[storage.Location]:
-    """The person tables made so far, of any authority (for checks that need no completeness)."""
-    folder = storage.join(settings.warehouse_dir, "measures", "persons")
-    return [storage.join(folder, n) for n in storage.listdir(folder) if n.endswith(".parquet")]
+    """The person tables made so far of the authorities in the register and of the unlocated,
+    current or not (for checks that need no completeness)."""
+    parts = [
+        part_path(settings, "persons", p) for p in [*register_authorities(settings), UNLOCATED]
+    ]
+    return [path for path in parts if storage.exists(path)]
 
 
 def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dict[str, float]]:
