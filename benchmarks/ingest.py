@@ -10,8 +10,11 @@ For each population size N given on the command line (default 100,000 and 1,000,
    it, so a step's peak memory is its own. Per source: data rows read, rows per second, wall
    seconds of the step call, the child's peak resident set size, and whether every file's ledger
    balanced (rows read = conformed + quarantined).
-3. The downstream person-level steps, `steps.persons` then `steps.area_counts`, run together in
-   one more fresh child; their wall times are reported separately, their peak memory jointly.
+3. The downstream person-level steps, `steps.persons` for every authority's residents (and the
+   unlocated), `steps.long_term_support` for every authority sending social care data, then
+   `steps.area_counts`, run together in one more fresh child; their wall times are reported
+   separately (with the time of one authority's persons part made alone, as a backfill run
+   makes it), their peak memory jointly.
 
 Wall time is measured inside the child around the step call only (interpreter start and imports
 excluded); "process s" is the whole child process. Peak memory is the child's maximum RSS: the
@@ -97,24 +100,42 @@ else:
 
     s = Settings.resolve(args["raw"], args["warehouse"], args["publish"])
     if kind == "conform":
+        # A source sent by each authority is conformed one authority at a time, as a run over
+        # every partition does.
+        parts = (
+            steps.social_care_authorities(s)
+            if args["source"] in steps.AUTHORITY_SOURCES
+            else [None]
+        )
         start = time.perf_counter()
-        result = steps.conform(s, args["source"])
+        ledger = [f for part in parts for f in steps.conform(s, args["source"], part).ledger]
         out["seconds"] = time.perf_counter() - start
-        out["rows"] = sum(f.rows_read for f in result.ledger)
-        out["conformed"] = sum(f.conformed for f in result.ledger)
-        out["quarantined"] = sum(sum(f.quarantined.values()) for f in result.ledger)
-        out["files"] = len(result.ledger)
-        out["balanced"] = all(f.balanced for f in result.ledger)
-        out["unbalanced"] = [f.file for f in result.ledger if not f.balanced]
-        out["rejected"] = {f.file: f.rejected for f in result.ledger if f.rejected}
+        out["rows"] = sum(f.rows_read for f in ledger)
+        out["conformed"] = sum(f.conformed for f in ledger)
+        out["quarantined"] = sum(sum(f.quarantined.values()) for f in ledger)
+        out["files"] = len(ledger)
+        out["balanced"] = all(f.balanced for f in ledger)
+        out["unbalanced"] = [f.file for f in ledger if not f.balanced]
+        out["rejected"] = {f.file: f.rejected for f in ledger if f.rejected}
     else:
+        from indices.measures.persons import UNLOCATED
+
+        # Every authority's part at once, as one run over every partition makes them; then
+        # one authority alone, as one run of a backfill does.
         start = time.perf_counter()
-        person_rows = steps.persons(s)[1]  # (path, rows, ...)
+        person_rows = sum(rows for _, rows in steps.persons(s, steps.authorities(s)))
+        person_rows += sum(rows for _, rows in steps.persons(s, [UNLOCATED]))
+        began = time.perf_counter()
+        steps.persons(s, steps.authorities(s)[:1])
+        one = time.perf_counter() - began
+        for authority in steps.social_care_authorities(s):
+            steps.long_term_support(s, authority)
         middle = time.perf_counter()
         count_rows = steps.area_counts(s)[1]
         end = time.perf_counter()
         out["seconds"] = end - start
         out["persons_seconds"] = middle - start
+        out["one_authority_seconds"] = one
         out["area_counts_seconds"] = end - middle
         out["rows"] = person_rows
         out["area_rows"] = count_rows
@@ -318,7 +339,9 @@ def bench_size(
     figure = figure_from(persons, "persons + area_counts", output, facts)
     if output is not None:
         figure.notes.append(
-            f"persons {output['persons_seconds']:.1f} s ({output['rows']:,} rows), "
+            f"persons and long-term support, every authority's part, "
+            f"{output['persons_seconds']:.1f} s ({output['rows']:,} rows; one authority alone "
+            f"{output['one_authority_seconds']:.1f} s), "
             f"area_counts {output['area_counts_seconds']:.1f} s ({output['area_rows']:,} rows); "
             "rows/s over persons written"
         )

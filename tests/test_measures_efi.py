@@ -9,6 +9,7 @@ import pytest
 from indices.duck import query_rows
 from indices.measures.dates import years_before
 from indices.measures.persons import (
+    UNLOCATED,
     build_long_term_support,
     build_persons,
     deficit_column,
@@ -23,10 +24,11 @@ def persons_table(conformed, reference_date: date = D) -> dict[str, dict]:
     """Every person, with their measures, as the area counts see them: the persons table and
     the persons receiving long-term support, built the way the pipeline builds each part."""
     root = conformed.write()
-    persons, supported = root / "measures" / "persons.parquet", root / "measures" / "lts.parquet"
-    build_persons(root / "conformed", reference_date, persons)
+    parts = {a: root / "measures" / f"{a}.parquet" for a in ("E06000001", UNLOCATED)}
+    supported = root / "measures" / "lts.parquet"
+    build_persons(root / "conformed", reference_date, parts)  # the test LSOAs are Hartlepool's
     build_long_term_support([root / "conformed" / "asc_cld.parquet"], reference_date, supported)
-    query = person_measures_sql([persons], [supported])
+    query = person_measures_sql(list(parts.values()), [supported])
     con_rows = query_rows(query)
     names = [r[0] for r in query_rows(f"DESCRIBE {query}")]
     return {row[0].rstrip("0"): dict(zip(names, row, strict=True)) for row in con_rows}
@@ -191,8 +193,8 @@ def test_implausible_efi_shares_are_reported(conformed, deficit_codes):
             conformed, f"frail{i}", [deficit_codes[d] for d in sorted(deficit_codes)[:14]]
         )
     root = conformed.write()
-    settings = Settings.resolve("unused", root, "unused")
-    build_persons(root / "conformed", D, steps.part_path(settings, "persons", "E06000001"))
+    settings = Settings.resolve("unused", root, "unused", D)
+    steps.persons(settings, ["E06000001"])
     problems, observed = steps.implausible_shares(settings, "efi")
     assert observed == {"severe": 1.0}
     assert [p.split(":")[0] for p in problems] == ["fit", "mild", "moderate", "severe"]

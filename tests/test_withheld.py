@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from indices import steps
+from indices.measures.persons import UNLOCATED
 from indices.settings import Settings
 from indices.synth import generate
 
@@ -26,9 +27,13 @@ def extracts(tmp_path_factory) -> Path:
 
 def run_steps(raw: Path, root: Path) -> duckdb.DuckDBPyConnection:
     settings = Settings.resolve(raw, root / "warehouse", root / "published")
+    authorities = steps.authorities(settings)
     for source in steps.SOURCES:
-        steps.conform(settings, source)
-    steps.persons(settings)
+        for authority in authorities if source in steps.AUTHORITY_SOURCES else [None]:
+            steps.conform(settings, source, authority)
+    steps.persons(settings, [*authorities, UNLOCATED])
+    for authority in steps.social_care_authorities(settings):
+        steps.long_term_support(settings, authority)
     steps.area_counts(settings)
     for dataset in steps.AREA_DATASETS:
         steps.publish_area(settings, dataset)

@@ -43,7 +43,7 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
 )
 def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.MaterializeResult:
     resolved = settings.resolve()
-    made = [steps.persons(resolved, authority) for authority in context.partition_keys]
+    made = steps.persons(resolved, context.partition_keys)
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 
@@ -58,7 +58,7 @@ def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.
     "towards England only. Private: never published.",
 )
 def persons_unlocated(settings: IndicesSettings) -> dg.MaterializeResult:
-    made = [steps.persons(settings.resolve(), UNLOCATED)]
+    made = steps.persons(settings.resolve(), [UNLOCATED])
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 

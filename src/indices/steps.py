@@ -172,26 +172,27 @@ def _write_part(settings, table: str, part: str, build, inputs) -> tuple[storage
     """Write one part, then the record of what it was made from (read by `current_parts`)."""
     target = part_path(settings, table, part)
     rows = build(target)
-    write_json_atomic(part_path(settings, table, part, ".json"), _made_from(settings, inputs))
+    _record_made_from(settings, table, part, inputs)
     return target, rows
 
 
-def persons(settings: Settings, authority: str) -> tuple[storage.Location, int]:
-    """The private person table as at the reference date of one local authority's residents
-    (or of the persons with no known LSOA, `UNLOCATED`), with their eFI and HFRS."""
-    return _write_part(
-        settings,
-        "persons",
-        authority,
-        lambda target: build_persons(
-            storage.join(settings.warehouse_dir, "conformed"),
-            reference_date(settings),
-            target,
-            authority,
-            storage.scratch_dir(settings.warehouse_dir),
-        ),
-        _person_inputs(settings),
+def _record_made_from(settings: Settings, table: str, part: str, inputs) -> None:
+    write_json_atomic(part_path(settings, table, part, ".json"), _made_from(settings, inputs))
+
+
+def persons(settings: Settings, authorities: list[str]) -> list[tuple[storage.Location, int]]:
+    """The private person tables as at the reference date of some local authorities' residents
+    (`UNLOCATED`: the persons with no known LSOA), with their eFI and HFRS, one part each."""
+    targets = {a: part_path(settings, "persons", a) for a in authorities}
+    rows = build_persons(
+        storage.join(settings.warehouse_dir, "conformed"),
+        reference_date(settings),
+        targets,
+        storage.scratch_dir(settings.warehouse_dir),
     )
+    for authority in authorities:
+        _record_made_from(settings, "persons", authority, _person_inputs(settings))
+    return [(targets[a], rows[a]) for a in authorities]
 
 
 def long_term_support(settings: Settings, authority: str) -> tuple[storage.Location, int]:

@@ -84,11 +84,20 @@ def deficit_column(deficit_id: str) -> str:
     return "efi_" + deficit_id.replace("-", "_")
 
 
+def residents_sql(authorities: list[str]) -> str:
+    """SQL, over the lookup row `g` of a person's LSOA, true for residents of the authorities
+    (`UNLOCATED` among them: the persons with no known LSOA)."""
+    codes = [a for a in authorities if a != UNLOCATED]
+    terms = [f"g.lad19_code IN ({', '.join(map(sql_str, codes))})"] if codes else []
+    terms += ["g.lad19_code IS NULL"] if UNLOCATED in authorities else []
+    return f"({' OR '.join(terms) or 'false'})"
+
+
 def persons_sql(
-    conformed: storage.Location, reference_date: date, authority: str | None = None
+    conformed: storage.Location, reference_date: date, authorities: list[str] | None = None
 ) -> str:
     """SQL for the person table as at `reference_date`, exactly as the definitions say: the
-    residents of one lower-tier local authority (or the `UNLOCATED`), or everyone (None)."""
+    residents of some lower-tier local authorities (see `residents_sql`), or everyone (None)."""
 
     def table(source: str) -> str:
         return f"read_parquet({sql_str(storage.join(conformed, f'{source}.parquet'))})"
@@ -115,10 +124,7 @@ def persons_sql(
     diagnoses = ", ".join(f"diag_4_{i:02d}" for i in range(1, 21))
     codes = sql_str(reference_path("frailty/efi_snomed_codes.csv"))
     lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
-    residents = {
-        None: "true",
-        UNLOCATED: "g.lad19_code IS NULL",
-    }.get(authority, f"g.lad19_code = {sql_str(authority)}")
+    residents = "true" if authorities is None else residents_sql(authorities)
     return f"""
     WITH register AS (SELECT * FROM {table("gp_patients")}),
     died AS (SELECT DISTINCT person_id FROM register WHERE date_of_death <= {d}),
@@ -225,13 +231,29 @@ def person_measures_sql(persons: list[storage.Location], supported: list[storage
 def build_persons(
     conformed: storage.Location,
     reference_date: date,
-    target: storage.Location,
-    authority: str | None = None,
+    targets: dict[str, storage.Location],
     scratch: Path | None = None,
-) -> int:
-    """Write the person table (of one authority's residents, see `persons_sql`) to `target`;
-    the rows written. Large intermediates spill to `scratch`."""
-    return _write(persons_sql(conformed, reference_date, authority), target, scratch)
+) -> dict[str, int]:
+    """Write the person table of each authority's residents (see `persons_sql`) to its target;
+    the rows written per authority. The measures are computed once for all of them, so one
+    step over many authorities reads the national events once, not once per authority."""
+    con = connect(scratch)
+    try:
+        con.execute(
+            "CREATE TEMP TABLE persons AS " + persons_sql(conformed, reference_date, list(targets))
+        )
+        return {
+            authority: copy_to_parquet(
+                con,
+                # `g`: the table carries each person's lad19_code, as the lookup row does.
+                f"SELECT * FROM persons g WHERE {residents_sql([authority])} ORDER BY person_id",
+                target,
+                scratch,
+            )
+            for authority, target in targets.items()
+        }
+    finally:
+        con.close()
 
 
 def build_long_term_support(
