@@ -123,10 +123,10 @@ else:
         # Every authority's part at once, as one run over every partition makes them; then
         # one authority alone, as one run of a backfill does.
         start = time.perf_counter()
-        person_rows = sum(rows for _, rows in steps.persons(s, steps.authorities(s)))
+        person_rows = sum(rows for _, rows in steps.persons(s, steps.authorities_in_raw(s)))
         person_rows += sum(rows for _, rows in steps.persons(s, [UNLOCATED]))
         began = time.perf_counter()
-        steps.persons(s, steps.authorities(s)[:1])
+        steps.persons(s, steps.authorities_in_raw(s)[:1])
         one = time.perf_counter() - began
         for authority in steps.social_care_authorities(s):
             steps.long_term_support(s, authority)

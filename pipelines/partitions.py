@@ -17,7 +17,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 def missing_authorities(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
     """Authorities found in the raw folder that are not partitions yet."""
     known = set(instance.get_dynamic_partitions(AUTHORITIES.name))
-    return [a for a in steps.authorities(settings) if a not in known]
+    return [a for a in steps.authorities_in_raw(settings) if a not in known]
 
 
 def sync_authorities(instance: dg.DagsterInstance, settings: Settings) -> list[str]:

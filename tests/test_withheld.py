@@ -27,7 +27,7 @@ def extracts(tmp_path_factory) -> Path:
 
 def run_steps(raw: Path, root: Path) -> duckdb.DuckDBPyConnection:
     settings = Settings.resolve(raw, root / "warehouse", root / "published")
-    authorities = steps.authorities(settings)
+    authorities = steps.authorities_in_raw(settings)
     for source in steps.SOURCES:
         for authority in authorities if source in steps.AUTHORITY_SOURCES else [None]:
             steps.conform(settings, source, authority)

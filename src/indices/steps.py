@@ -116,7 +116,7 @@ class PartsNotCurrent(ValueError):
     """Some authority's part is missing or was made from other extracts; the message names them."""
 
 
-def authorities(settings: Settings) -> list[str]:
+def authorities_in_raw(settings: Settings) -> list[str]:
     """The local authorities to partition by, read from the raw folder without conforming: those
     of the LSOAs in the newest GP register extract and those sending a social care extract."""
     lad_of = dict(zip(lsoa_lookup()["lsoa11_code"], lsoa_lookup()["lad19_code"], strict=True))
@@ -146,7 +146,9 @@ def social_care_authorities(settings: Settings) -> list[str]:
     return sorted({e.lad19_code for e in current_extracts(settings.raw_dir, "asc_cld")})
 
 
-def part_path(settings: Settings, table: str, part: str, suffix: str = ".parquet"):
+def part_path(
+    settings: Settings, table: str, part: str, suffix: str = ".parquet"
+) -> storage.Location:
     """One part of a partitioned measures table, e.g. `measures/persons/E06000001.parquet`, or
     (suffix `.json`) the record of what it was made from."""
     return storage.join(settings.warehouse_dir, "measures", table, f"{part}{suffix}")
@@ -168,15 +170,8 @@ def _support_inputs(settings: Settings, authority: str) -> list[storage.Location
     return [sidecar_path(settings.warehouse_dir, "asc_cld", authority)]
 
 
-def _write_part(settings, table: str, part: str, build, inputs) -> tuple[storage.Location, int]:
-    """Write one part, then the record of what it was made from (read by `current_parts`)."""
-    target = part_path(settings, table, part)
-    rows = build(target)
-    _record_made_from(settings, table, part, inputs)
-    return target, rows
-
-
 def _record_made_from(settings: Settings, table: str, part: str, inputs) -> None:
+    """Record what a part was made from, beside it, once it is written (see `current_parts`)."""
     write_json_atomic(part_path(settings, table, part, ".json"), _made_from(settings, inputs))
 
 
@@ -199,18 +194,17 @@ def long_term_support(settings: Settings, authority: str) -> tuple[storage.Locat
     """The private list of persons that one local authority's social care extract shows
     receiving long-term support at the reference date."""
     conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
-    return _write_part(
-        settings,
-        "long_term_support",
-        authority,
-        lambda target: build_long_term_support(
-            [conformed] if storage.exists(conformed) else [],
-            reference_date(settings),
-            target,
-            storage.scratch_dir(settings.warehouse_dir),
-        ),
-        _support_inputs(settings, authority),
+    target = part_path(settings, "long_term_support", authority)
+    rows = build_long_term_support(
+        [conformed] if storage.exists(conformed) else [],
+        reference_date(settings),
+        target,
+        storage.scratch_dir(settings.warehouse_dir),
     )
+    _record_made_from(
+        settings, "long_term_support", authority, _support_inputs(settings, authority)
+    )
+    return target, rows
 
 
 def _part_problem(settings: Settings, table: str, part: str, inputs) -> str | None:
