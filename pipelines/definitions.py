@@ -52,8 +52,12 @@ authority_job = dg.define_asset_job(
     description="The whole pipeline every night at 02:00 UK time, over every local authority "
     "(new ones in the raw folder become partitions first).",
 )
-def nightly(context: dg.ScheduleEvaluationContext, settings: IndicesSettings):
+def nightly(
+    context: dg.ScheduleEvaluationContext, settings: IndicesSettings
+) -> dg.RunRequest | dg.SkipReason:
     keys = sync_authorities(context.instance, settings.resolve())
+    if not keys:
+        return dg.SkipReason("no local authority in the raw folder: no register extract yet?")
     return dg.RunRequest(tags=range_tags(keys))
 
 
