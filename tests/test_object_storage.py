@@ -16,6 +16,7 @@ import dagster as dg
 import duckdb
 import fsspec
 import pytest
+from s3fs import S3FileSystem
 
 from indices import storage
 from indices.lineage import prune_releases
@@ -63,8 +64,10 @@ def s3_server():
                 break
             except OSError:
                 time.sleep(0.05)
+        # fsspec keeps filesystem instances: one made for another module's server would
+        # still point at it.
+        S3FileSystem.clear_instance_cache()
         fs = fsspec.filesystem("s3")
-        fs.invalidate_cache()
         yield fs
     finally:
         server.kill()

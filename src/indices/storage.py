@@ -49,7 +49,7 @@ def filesystem(loc: Location) -> fsspec.AbstractFileSystem:
         return fsspec.filesystem("file")
     fs, _ = url_to_fs(str(loc))
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    _REMOTE.setdefault(protocol, fs)
+    _REMOTE[protocol] = fs  # the latest: a new endpoint or new credentials give a new instance
     return fs
 
 
