@@ -100,15 +100,16 @@ else:
 
     s = Settings.resolve(args["raw"], args["warehouse"], args["publish"])
     if kind == "conform":
-        # A source sent by each authority is conformed one authority at a time, as a run over
-        # every partition does.
-        parts = (
-            steps.social_care_authorities(s)
-            if args["source"] in steps.AUTHORITY_SOURCES
-            else [None]
-        )
+        # A source sent by each authority is conformed in one part per authority, all at once,
+        # as a run over every partition does.
         start = time.perf_counter()
-        ledger = [f for part in parts for f in steps.conform(s, args["source"], part).ledger]
+        if args["source"] in steps.AUTHORITY_SOURCES:
+            results = steps.conform_by_authority(
+                s, args["source"], steps.social_care_authorities(s)
+            )
+        else:
+            results = [steps.conform(s, args["source"])]
+        ledger = [f for result in results for f in result.ledger]
         out["seconds"] = time.perf_counter() - start
         out["rows"] = sum(f.rows_read for f in ledger)
         out["conformed"] = sum(f.conformed for f in ledger)

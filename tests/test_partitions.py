@@ -202,3 +202,27 @@ def test_the_authorities_are_read_from_the_raw_folder(tmp_path):
     write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", ["LA_Code"], [["E06000053"]])
     settings = Settings.resolve(raw, tmp_path / "warehouse", tmp_path / "published")
     assert steps.authorities_in_raw(settings) == ["E06000001", "E06000053"]
+
+
+def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("INDICES_PSEUDONYM_KEY", "a fixed key, for both warehouses")
+    raw = REPO / "data" / "raw"
+    together = Settings.resolve(raw, tmp_path / "together", tmp_path / "p1")
+    alone = Settings.resolve(raw, tmp_path / "alone", tmp_path / "p2")
+    for settings in (together, alone):
+        steps.conform(settings, "gp_patients")  # the register the social care rows link to
+    results = steps.conform_by_authority(together, "asc_cld", [*AUTHORITIES, "E09000001"])
+    assert [len(r.ledger) for r in results] == [1, 1, 1, 0]  # E09000001 sent nothing
+    con = duckdb.connect()
+    for authority, result in zip([*AUTHORITIES, "E09000001"], results, strict=True):
+        (single,) = steps.conform_by_authority(alone, "asc_cld", [authority])
+        assert single.ledger == result.ledger
+        for path, other in (
+            (result.conformed_path, single.conformed_path),
+            (result.quarantine_path, single.quarantine_path),
+        ):
+            assert con.sql(f"SELECT * FROM '{path}'").fetchall() == (
+                con.sql(f"SELECT * FROM '{other}'").fetchall()
+            )
+        rows = con.sql(f"SELECT count(*) FROM '{result.conformed_path}'").fetchall()
+        assert rows == [(result.rows_conformed,)]

@@ -29,8 +29,10 @@ def run_steps(raw: Path, root: Path) -> duckdb.DuckDBPyConnection:
     settings = Settings.resolve(raw, root / "warehouse", root / "published")
     authorities = steps.authorities_in_raw(settings)
     for source in steps.SOURCES:
-        for authority in authorities if source in steps.AUTHORITY_SOURCES else [None]:
-            steps.conform(settings, source, authority)
+        if source in steps.AUTHORITY_SOURCES:
+            steps.conform_by_authority(settings, source, authorities)
+        else:
+            steps.conform(settings, source)
     steps.persons(settings, [*authorities, UNLOCATED])
     for authority in steps.social_care_authorities(settings):
         steps.long_term_support(settings, authority)

@@ -46,9 +46,11 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
     )
     def _conformed(context: dg.AssetExecutionContext, settings: IndicesSettings):
         resolved = settings.resolve()
-        parts = context.partition_keys if by_authority else [None]
         try:
-            results = [steps.conform(resolved, source, part) for part in parts]
+            if by_authority:
+                results = steps.conform_by_authority(resolved, source, context.partition_keys)
+            else:
+                results = [steps.conform(resolved, source)]
         except RawFolderError as error:  # a retry cannot help
             raise dg.Failure(str(error), allow_retries=False) from error
         entries = [entry for result in results for entry in result.ledger]

@@ -29,6 +29,7 @@ from indices.reference import file_sha256, lsoa_lookup, reference_path
 from indices.settings import Settings
 from indices.sources.conform import (
     SourceResult,
+    conform_parts,
     conform_source,
     count_data_rows,
     distinct_raw_values,
@@ -95,14 +96,22 @@ def reference_date(settings: Settings) -> date:
     return settings.reference_date or newest_extract_date(settings.raw_dir)
 
 
-def conform(settings: Settings, source: str, authority: str | None = None) -> SourceResult:
-    """Conform the current extracts of one source into the private warehouse; for a source sent
-    by each local authority, those of one `authority`."""
+def conform(settings: Settings, source: str) -> SourceResult:
+    """Conform the current extracts of one national source into the private warehouse."""
     extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
-    if authority is not None:
-        extracts = [e for e in extracts if e.lad19_code == authority]
     key = load_key(settings.warehouse_dir)
-    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key, authority)
+    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key)
+
+
+def conform_by_authority(
+    settings: Settings, source: str, authorities: list[str]
+) -> list[SourceResult]:
+    """Conform the current extracts of a source sent by each local authority, one part per
+    authority (an authority that sent none gets an empty part), in one go."""
+    extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
+    parts = {a: [e for e in extracts if e.lad19_code == a] for a in authorities}
+    key = load_key(settings.warehouse_dir)
+    return conform_parts(LAYOUTS[source], parts, settings.warehouse_dir, key)
 
 
 # -- partitions by local authority ---------------------------------------------------------------

@@ -107,7 +107,20 @@ def conform_source(
     """Conform the current extracts of one source (or of one `part` of it, e.g. one authority's
     social care extract) into the warehouse (a local folder or an object store: the work happens
     in a local DuckDB, the results are uploaded whole)."""
-    conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name, part)
+    return conform_parts(layout, {part: extracts}, warehouse_dir, key)[0]
+
+
+def conform_parts(
+    layout: SourceLayout,
+    parts: dict[str | None, list[Extract]],
+    warehouse_dir: Location,
+    key: bytes,
+) -> list[SourceResult]:
+    """Conform the extracts of several parts of a source at once (one DuckDB session, however
+    many authorities), writing each part's conformed table, quarantine and sidecar apart; one
+    result per part, in order. Every check is within a file or against the register, so a part
+    comes out as it would alone."""
+    extracts = [e for files in parts.values() for e in files]
     scratch = storage.scratch_dir(warehouse_dir)
     con = connect(scratch)
     try:
@@ -128,19 +141,31 @@ def conform_source(
             ledger.append(entry)
         _parse_and_pseudonymise(con, layout, key)
         _cross_row_checks(con, layout, warehouse_dir)
-        copy_to_parquet(con, _conformed_query(layout), conformed_path, scratch)
-        copy_to_parquet(con, _quarantine_query(layout), quarantine_path, scratch)
         _fill_ledger(con, ledger)
+        results = []
+        for part, files in parts.items():
+            names = [e.path.name for e in files]
+            conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name, part)
+            copy_to_parquet(con, _conformed_query(layout, names), conformed_path, scratch)
+            copy_to_parquet(con, _quarantine_query(layout, names), quarantine_path, scratch)
+            results.append(
+                SourceResult(
+                    layout.name,
+                    conformed_path,
+                    quarantine_path,
+                    [entry for entry in ledger if entry.file in names],
+                )
+            )
     finally:
         con.close()
-    result = SourceResult(layout.name, conformed_path, quarantine_path, ledger)
-    sidecar = {
-        "source": layout.name,
-        "inputs": [input_record(e.path, f"raw/{layout.name}") for e in extracts],
-        "ledger": ledger_frame(ledger).to_dict(orient="records"),
-    }
-    write_json_atomic(sidecar_path(warehouse_dir, layout.name, part), sidecar)
-    return result
+    for (part, files), result in zip(parts.items(), results, strict=True):
+        sidecar = {
+            "source": layout.name,
+            "inputs": [input_record(e.path, f"raw/{layout.name}") for e in files],
+            "ledger": ledger_frame(result.ledger).to_dict(orient="records"),
+        }
+        write_json_atomic(sidecar_path(warehouse_dir, layout.name, part), sidecar)
+    return results
 
 
 def sidecar_path(warehouse_dir: Location, source: str, part: str | None = None) -> Location:
@@ -628,16 +653,25 @@ def _cross_row_checks(
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _conformed_query(layout: SourceLayout) -> str:
+def _of_files(files: list[str]) -> str:
+    """SQL: the row comes from one of these files."""
+    return f"file IN ({', '.join(map(sql_str, files))})" if files else "false"
+
+
+def _conformed_query(layout: SourceLayout, files: list[str]) -> str:
+    """The conformed rows of some files."""
     schema = conformed_schemas()[layout.name]
     derived = {"person_id": "person_id", "source_file": "file"}
     items = [f"{derived.get(name, f'v_{name}')} AS {name}" for name in schema.columns]
-    return f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL ORDER BY file, row_number"
+    return (
+        f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL AND {_of_files(files)} "
+        "ORDER BY file, row_number"
+    )
 
 
-def _quarantine_query(layout: SourceLayout) -> str:
-    """Quarantined rows with their raw values; an NHS number is kept only as its pseudonym, or,
-    when invalid, as its shape (digits masked), so no NHS number is stored."""
+def _quarantine_query(layout: SourceLayout, files: list[str]) -> str:
+    """Quarantined rows of some files with their raw values; an NHS number is kept only as its
+    pseudonym, or, when invalid, as its shape (digits masked), so no NHS number is stored."""
     masked = []
     for column in layout.columns:
         value = ident(column.raw_name)
@@ -647,12 +681,12 @@ def _quarantine_query(layout: SourceLayout) -> str:
     return f"""
         SELECT {sql_str(layout.name)} AS source, file, row_number, reason, person_id,
                to_json(struct_pack({", ".join(masked)}))::VARCHAR AS raw_values
-        FROM rows WHERE reason IS NOT NULL
+        FROM rows WHERE reason IS NOT NULL AND {_of_files(files)}
         UNION ALL
         SELECT {sql_str(layout.name)}, file, row_number, 'malformed_row', NULL,
                to_json(struct_pack(line := regexp_replace(raw_line,
                    '[0-9]{{3}}[ -]?[0-9]{{3}}[ -]?[0-9]{{4}}', 'nnnnnnnnnn', 'g')))::VARCHAR
-        FROM malformed
+        FROM malformed WHERE {_of_files(files)}
         ORDER BY file, row_number"""
 
 
