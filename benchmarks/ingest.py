@@ -129,8 +129,7 @@ else:
         began = time.perf_counter()
         steps.persons(s, steps.authorities_in_raw(s)[:1])
         one = time.perf_counter() - began
-        for authority in steps.social_care_authorities(s):
-            steps.long_term_support(s, authority)
+        steps.long_term_support(s, steps.social_care_authorities(s))
         middle = time.perf_counter()
         count_rows = steps.area_counts(s)[1]
         end = time.perf_counter()

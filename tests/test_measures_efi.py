@@ -27,7 +27,11 @@ def persons_table(conformed, reference_date: date = D) -> dict[str, dict]:
     parts = {a: root / "measures" / f"{a}.parquet" for a in ("E06000001", UNLOCATED)}
     supported = root / "measures" / "lts.parquet"
     build_persons(root / "conformed", reference_date, parts)  # the test LSOAs are Hartlepool's
-    build_long_term_support([root / "conformed" / "asc_cld.parquet"], reference_date, supported)
+    build_long_term_support(
+        {"E06000001": root / "conformed" / "asc_cld.parquet"},
+        reference_date,
+        {"E06000001": supported},
+    )
     query = person_measures_sql(list(parts.values()), [supported])
     con_rows = query_rows(query)
     names = [r[0] for r in query_rows(f"DESCRIBE {query}")]

@@ -34,8 +34,7 @@ def run_steps(raw: Path, root: Path) -> duckdb.DuckDBPyConnection:
         else:
             steps.conform(settings, source)
     steps.persons(settings, [*authorities, UNLOCATED])
-    for authority in steps.social_care_authorities(settings):
-        steps.long_term_support(settings, authority)
+    steps.long_term_support(settings, steps.social_care_authorities(settings))
     steps.area_counts(settings)
     for dataset in steps.AREA_DATASETS:
         steps.publish_area(settings, dataset)

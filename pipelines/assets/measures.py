@@ -77,7 +77,7 @@ def long_term_support(
     context: dg.AssetExecutionContext, settings: IndicesSettings
 ) -> dg.MaterializeResult:
     resolved = settings.resolve()
-    made = [steps.long_term_support(resolved, authority) for authority in context.partition_keys]
+    made = steps.long_term_support(resolved, context.partition_keys)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(rows for _, rows in made),

@@ -194,43 +194,46 @@ def persons(settings: Settings, authorities: list[str]) -> list[tuple[storage.Lo
         targets,
         storage.scratch_dir(settings.warehouse_dir),
     )
+    made_from = _made_from(settings, _person_inputs(settings))
     for authority in authorities:
-        _record_made_from(settings, "persons", authority, _person_inputs(settings))
+        write_json_atomic(part_path(settings, "persons", authority, ".json"), made_from)
     return [(targets[a], rows[a]) for a in authorities]
 
 
-def long_term_support(settings: Settings, authority: str) -> tuple[storage.Location, int]:
-    """The private list of persons that one local authority's social care extract shows
-    receiving long-term support at the reference date."""
-    conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
-    target = part_path(settings, "long_term_support", authority)
+def long_term_support(
+    settings: Settings, authorities: list[str]
+) -> list[tuple[storage.Location, int]]:
+    """The private lists of persons that some local authorities' social care extracts show
+    receiving long-term support at the reference date, one part each."""
+    tables = {}
+    for authority in authorities:
+        conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
+        tables[authority] = conformed if storage.exists(conformed) else None
+    targets = {a: part_path(settings, "long_term_support", a) for a in authorities}
     rows = build_long_term_support(
-        [conformed] if storage.exists(conformed) else [],
-        reference_date(settings),
-        target,
-        storage.scratch_dir(settings.warehouse_dir),
+        tables, reference_date(settings), targets, storage.scratch_dir(settings.warehouse_dir)
     )
-    _record_made_from(
-        settings, "long_term_support", authority, _support_inputs(settings, authority)
-    )
-    return target, rows
+    for authority in authorities:
+        _record_made_from(
+            settings, "long_term_support", authority, _support_inputs(settings, authority)
+        )
+    return [(targets[a], rows[a]) for a in authorities]
 
 
-def _part_problem(settings: Settings, table: str, part: str, inputs) -> str | None:
+def _part_problem(settings: Settings, table: str, part: str, expected: dict) -> str | None:
+    """Why a part cannot be used, if so: not made, or made from other than `expected`."""
     made_from = part_path(settings, table, part, ".json")
     if not storage.exists(part_path(settings, table, part)) or not storage.exists(made_from):
         return f"{table} of {part} not made yet"
-    if json.loads(storage.read_text(made_from)) != _made_from(settings, inputs):
+    if json.loads(storage.read_text(made_from)) != expected:
         return f"{table} of {part} made from other extracts or another reference date"
     return None
 
 
-def _conformed_problem(settings: Settings, authority: str) -> str | None:
-    """Why the conformed social care extract of an authority is not the one in force, if so."""
+def _conformed_problem(settings: Settings, authority: str, in_force: list) -> str | None:
+    """Why the conformed social care extract of an authority is not the one in force (its
+    `in_force` extracts), if so."""
     path = sidecar_path(settings.warehouse_dir, "asc_cld", authority)
-    in_force = [
-        e for e in current_extracts(settings.raw_dir, "asc_cld") if e.lad19_code == authority
-    ]
     if not storage.exists(path):
         return f"asc_cld of {authority} not conformed yet"
     sidecar = read_sidecar(settings.warehouse_dir, "asc_cld", authority)
@@ -246,15 +249,20 @@ def current_parts(settings: Settings) -> tuple[list[storage.Location], list[stor
     unlocated, and the supported persons of each authority sending social care data. Raises
     `PartsNotCurrent` naming every part that is missing or out of date."""
     residents = [*register_authorities(settings), UNLOCATED]
-    senders = social_care_authorities(settings)
-    problems = [
-        _part_problem(settings, "persons", part, _person_inputs(settings)) for part in residents
-    ]
+    in_force: dict[str, list] = {}
+    for extract in current_extracts(settings.raw_dir, "asc_cld"):
+        in_force.setdefault(extract.lad19_code, []).append(extract)
+    senders = sorted(in_force)
+    person_inputs = _made_from(settings, _person_inputs(settings))
+    problems = [_part_problem(settings, "persons", part, person_inputs) for part in residents]
     for authority in senders:
         problems.append(
-            _conformed_problem(settings, authority)
+            _conformed_problem(settings, authority, in_force[authority])
             or _part_problem(
-                settings, "long_term_support", authority, _support_inputs(settings, authority)
+                settings,
+                "long_term_support",
+                authority,
+                _made_from(settings, _support_inputs(settings, authority)),
             )
         )
     problems = [p for p in problems if p]

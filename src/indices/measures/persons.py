@@ -257,18 +257,23 @@ def build_persons(
 
 
 def build_long_term_support(
-    social_care: list[storage.Location],
+    social_care: dict[str, storage.Location | None],
     reference_date: date,
-    target: storage.Location,
+    targets: dict[str, storage.Location],
     scratch: Path | None = None,
-) -> int:
-    """Write the persons receiving long-term support at D to `target`; the rows written."""
-    return _write(long_term_support_sql(social_care, reference_date), target, scratch)
-
-
-def _write(query: str, target: storage.Location, scratch: Path | None) -> int:
+) -> dict[str, int]:
+    """Write, for each authority, the persons its social care table (None: it sent none) shows
+    receiving long-term support at D, to its target; the rows written per authority."""
     con = connect(scratch)
     try:
-        return copy_to_parquet(con, query, target, scratch)
+        return {
+            authority: copy_to_parquet(
+                con,
+                long_term_support_sql([table] if table else [], reference_date),
+                targets[authority],
+                scratch,
+            )
+            for authority, table in social_care.items()
+        }
     finally:
         con.close()
