@@ -51,3 +51,11 @@ def release_metadata(release) -> dict:
         "reference_date": manifest["reference_date"] or "",
         "changed_inputs": "\n".join(manifest.get("changed_inputs") or []) or "none",
     }
+
+
+def row_count(rows: int, partitions: int = 1) -> dict:
+    """The row count of what a step made: Dagster's own entry for one partition (or none); a
+    run over many partitions records the same metadata on each, so it says it is their total."""
+    if partitions == 1:
+        return {"dagster/row_count": rows}
+    return {"rows_in_run": rows, "authorities_in_run": partitions}

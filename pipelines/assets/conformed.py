@@ -7,7 +7,7 @@ from indices.schemas import conformed_schemas, validate_parquet
 from indices.sources.conform import conformed_parts, ledger_frame, warehouse_paths
 from indices.sources.extracts import RawFolderError
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
-from pipelines.metadata import COMMON, markdown_table, table_schema
+from pipelines.metadata import COMMON, markdown_table, row_count, table_schema
 from pipelines.partitions import AUTHORITIES
 from pipelines.resources import IndicesSettings
 
@@ -68,7 +68,7 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 **linkage,
-                "dagster/row_count": sum(r.rows_conformed for r in results),
+                **row_count(sum(r.rows_conformed for r in results), len(results)),
                 "rows_quarantined": sum(r.rows_quarantined for r in results),
                 "ledger": markdown_table(ledger_frame(entries)),
                 "path": dg.MetadataValue.path(str(results[0].conformed_path)),

@@ -7,7 +7,7 @@ from indices import steps, storage
 from indices.duck import query_rows, sql_str
 from indices.measures.persons import UNLOCATED
 from pipelines.assets.raw import TRANSIENT_RETRY
-from pipelines.metadata import COMMON
+from pipelines.metadata import COMMON, row_count
 from pipelines.partitions import ALL_AUTHORITIES, AUTHORITIES
 from pipelines.resources import IndicesSettings
 
@@ -15,7 +15,8 @@ NATIONAL_CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.NATIONAL_PERS
 
 
 def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict:
-    """Rows, reference date and eFI categories of the person tables just made."""
+    """Rows, reference date and eFI categories of the person tables just made (together, when a
+    run made several)."""
     resolved = settings.resolve()
     files = ", ".join(sql_str(path) for path, _ in paths_rows)
     shares = query_rows(
@@ -23,7 +24,7 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
         "WHERE age >= 65 GROUP BY 1 ORDER BY 1"
     )
     return {
-        "dagster/row_count": sum(rows for _, rows in paths_rows),
+        **row_count(sum(rows for _, rows in paths_rows), len(paths_rows)),
         "reference_date": str(steps.reference_date(resolved)),
         "efi_categories_65plus": dg.MetadataValue.json({k: v for k, v in shares}),
     }
@@ -80,7 +81,7 @@ def long_term_support(
     made = steps.long_term_support(resolved, context.partition_keys)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": sum(rows for _, rows in made),
+            **row_count(sum(rows for _, rows in made), len(made)),
             "reference_date": str(steps.reference_date(resolved)),
         }
     )
