@@ -14,7 +14,7 @@ from pathlib import Path
 
 from indices import storage
 from indices.duck import sql_str
-from indices.sources.conform import conformed_parts, read_sidecar, sidecar_path
+from indices.sources.conform import read_sidecar, sidecar_path
 from indices.sources.extracts import parse_extract_name
 
 NATIONAL_SOURCES = {
@@ -76,10 +76,10 @@ def _problem(warehouse_dir: Path, source: str) -> str | None:
 
 
 def withheld_measures(
-    warehouse_dir: Path, covered_lads: Iterable[str], authorities: Iterable[str] | None = None
+    warehouse_dir: Path, covered_lads: Iterable[str], authorities: Iterable[str]
 ) -> Withheld:
     """What must be withheld, given the ledgers of the current conformed sources: those
-    conformed by authority are read for `authorities` (default: every one conformed)."""
+    conformed by authority are read for the `authorities` with an extract in force."""
     result = Withheld()
     for measure, sources in NATIONAL_SOURCES.items():
         problems = [p for p in (_problem(warehouse_dir, s) for s in sources) if p]
@@ -88,8 +88,7 @@ def withheld_measures(
     for measure, source in PER_AUTHORITY.items():
         usable: set[str] = set()
         rejected: dict[str, str] = {}
-        parts = conformed_parts(warehouse_dir, source) if authorities is None else authorities
-        for part in parts:
+        for part in authorities:
             sidecar = read_sidecar(warehouse_dir, source, part)
             reasons = {
                 r["file"]: r["reason"] for r in sidecar["ledger"] if r["outcome"] == "rejected"
