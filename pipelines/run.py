@@ -1,9 +1,12 @@
 """Running the main job in-process, for the `indices run` command and the tests."""
 
+import fcntl
 import os
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -16,19 +19,38 @@ from pipelines.executors import EXECUTOR_ENV
 from pipelines.partitions import range_tags, sync_authorities
 
 
-def instance_for(settings: Settings) -> dg.DagsterInstance:
-    """`DAGSTER_HOME`'s instance when set (as `make` sets it), else one kept in the private
-    warehouse (in `~/.indices/dagster_home` when the warehouse is an object store), so every
-    run is recorded somewhere the UI can show."""
+def instance_home(settings: Settings) -> Path:
+    """`DAGSTER_HOME` when set (as `make` sets it), else a home kept in the private warehouse
+    (`~/.indices/dagster_home` when the warehouse is an object store), so every run is recorded
+    somewhere the UI can show."""
     home = os.environ.get("DAGSTER_HOME")
     if home:
-        return dg.DagsterInstance.get()
+        return Path(home)
     if storage.is_url(settings.warehouse_dir):
-        fallback = Path.home() / ".indices" / "dagster_home"
-    else:
-        fallback = Path(settings.warehouse_dir) / "dagster_home"
-    fallback.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(str(fallback))
+        return Path.home() / ".indices" / "dagster_home"
+    return Path(settings.warehouse_dir) / "dagster_home"
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """The Dagster instance of `instance_home`."""
+    home = instance_home(settings)
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(home))
+
+
+@contextmanager
+def setting_up(home: Path) -> Iterator[None]:
+    """One process at a time sets up an instance: two runs started together on a new SQLite
+    home would both create its tables (and add the same partitions), and one would fail."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".indices-setup.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _follow(instance: dg.DagsterInstance, run_id: str, total: int, done: threading.Event) -> None:
@@ -52,6 +74,17 @@ def settings_run_config(settings: Settings) -> dict:
     return {"resources": {"settings": {"config": config}}}
 
 
+def prepare(
+    settings: Settings, instance: dg.DagsterInstance | None = None
+) -> tuple[dg.DagsterInstance, dict[str, str]]:
+    """The instance (`instance_for` unless given), its partitions brought up to date with the
+    raw folder, and the tags of a run over every authority; one process at a time."""
+    home = Path(instance.root_directory) if instance else instance_home(settings)
+    with setting_up(home):
+        instance = instance or instance_for(settings)
+        return instance, range_tags(sync_authorities(instance, settings))
+
+
 def main_job() -> dg.JobDefinition:
     """The main job, resolved: what runs on another executor import to rebuild it."""
     return defs.resolve_job_def("main")
@@ -69,8 +102,7 @@ def run_main_job(
     if quiet:
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
     job = main_job()
-    instance = instance or instance_for(settings)
-    tags = range_tags(sync_authorities(instance, settings))
+    instance, tags = prepare(settings, instance)
     run_id = str(uuid.uuid4())
     done = threading.Event()
     follower = None

@@ -226,3 +226,29 @@ def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeyp
             )
         rows = con.sql(f"SELECT count(*) FROM '{result.conformed_path}'").fetchall()
         assert rows == [(result.rows_conformed,)]
+
+
+def test_runs_starting_together_on_a_new_instance_set_it_up_once(tmp_path):
+    """Without one process at a time, several runs creating a new SQLite home together fail
+    (creating its tables twice, or adding the same partitions twice) most of the time."""
+    code = (
+        "import sys; from indices.settings import Settings; from pipelines.run import prepare; "
+        "instance, tags = prepare(Settings.resolve(*sys.argv[1:4])); "
+        "print(instance.get_dynamic_partitions('authority'), tags)"
+    )
+    for attempt in range(3):
+        home = tmp_path / f"home{attempt}"
+        folders = [str(REPO / "data" / "raw"), str(tmp_path / "w"), str(tmp_path / "p")]
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, *folders],
+                env={**os.environ, "DAGSTER_HOME": str(home)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(4)
+        ]
+        results = [start.communicate(timeout=120) for start in starts]
+        assert [start.returncode for start in starts] == [0] * 4, [r[1][-500:] for r in results]
+        assert {out for out, _ in results} == {results[0][0]}
+        assert str(AUTHORITIES).encode() in results[0][0]
