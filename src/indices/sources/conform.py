@@ -191,18 +191,11 @@ def distinct_raw_values(extract: Extract, column: str) -> set[str]:
     con = connect()
     try:
         if extract.fmt == "parquet":
-            header = _parquet_header(con, extract)
-            as_read = header
-            relation = f"read_parquet({sql_str(extract.path)})"
+            header = as_read = _parquet_header(con, extract)
         else:
             header = _csv_header(extract.path)
-            as_read = [f"c{i}" for i in range(len(header))]
-            columns = ", ".join(f"{sql_str(name)}: 'VARCHAR'" for name in as_read)
-            relation = (
-                f"read_csv({sql_str(extract.path)}, auto_detect = false, header = true, "
-                f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', "
-                "ignore_errors = true)"
-            )
+            as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
+        relation = _relation(extract.path, extract.fmt, 0, header)
         names = [r for h, r in zip(header, as_read, strict=True) if h.strip().lower() == column]
         if not names:
             return set()
