@@ -33,9 +33,9 @@ def instance_home(settings: Settings) -> Path:
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     """The Dagster instance of `instance_home`."""
-    home = instance_home(settings)
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
+    home = instance_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.local_temp(str(home))
 

@@ -163,12 +163,12 @@ def part_path(
     return storage.join(settings.warehouse_dir, "measures", table, f"{part}{suffix}")
 
 
-def _made_from(settings: Settings, sidecars: list[storage.Location]) -> dict:
+def _made_from(d: date, sidecars: list[storage.Location]) -> dict:
     """What a part is made from: the reference date and a hash of its inputs' sidecars."""
     digest = hashlib.sha256()
     for path in sidecars:
         digest.update(storage.read_bytes(path) if storage.exists(path) else b"absent")
-    return {"reference_date": reference_date(settings).isoformat(), "inputs": digest.hexdigest()}
+    return {"reference_date": d.isoformat(), "inputs": digest.hexdigest()}
 
 
 def _person_inputs(settings: Settings) -> list[storage.Location]:
@@ -179,22 +179,19 @@ def _support_inputs(settings: Settings, authority: str) -> list[storage.Location
     return [sidecar_path(settings.warehouse_dir, "asc_cld", authority)]
 
 
-def _record_made_from(settings: Settings, table: str, part: str, inputs) -> None:
-    """Record what a part was made from, beside it, once it is written (see `current_parts`)."""
-    write_json_atomic(part_path(settings, table, part, ".json"), _made_from(settings, inputs))
-
-
 def persons(settings: Settings, authorities: list[str]) -> list[tuple[storage.Location, int]]:
     """The private person tables as at the reference date of some local authorities' residents
     (`UNLOCATED`: the persons with no known LSOA), with their eFI and HFRS, one part each."""
+    d = reference_date(settings)
     targets = {a: part_path(settings, "persons", a) for a in authorities}
     rows = build_persons(
         storage.join(settings.warehouse_dir, "conformed"),
-        reference_date(settings),
+        d,
         targets,
         storage.scratch_dir(settings.warehouse_dir),
     )
-    made_from = _made_from(settings, _person_inputs(settings))
+    # What each part is made from, recorded beside it once written (see `current_parts`).
+    made_from = _made_from(d, _person_inputs(settings))
     for authority in authorities:
         write_json_atomic(part_path(settings, "persons", authority, ".json"), made_from)
     return [(targets[a], rows[a]) for a in authorities]
@@ -209,13 +206,13 @@ def long_term_support(
     for authority in authorities:
         conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
         tables[authority] = conformed if storage.exists(conformed) else None
+    d = reference_date(settings)
     targets = {a: part_path(settings, "long_term_support", a) for a in authorities}
-    rows = build_long_term_support(
-        tables, reference_date(settings), targets, storage.scratch_dir(settings.warehouse_dir)
-    )
+    rows = build_long_term_support(tables, d, targets, storage.scratch_dir(settings.warehouse_dir))
     for authority in authorities:
-        _record_made_from(
-            settings, "long_term_support", authority, _support_inputs(settings, authority)
+        write_json_atomic(
+            part_path(settings, "long_term_support", authority, ".json"),
+            _made_from(d, _support_inputs(settings, authority)),
         )
     return [(targets[a], rows[a]) for a in authorities]
 
@@ -253,7 +250,8 @@ def current_parts(settings: Settings) -> tuple[list[storage.Location], list[stor
     for extract in current_extracts(settings.raw_dir, "asc_cld"):
         in_force.setdefault(extract.lad19_code, []).append(extract)
     senders = sorted(in_force)
-    person_inputs = _made_from(settings, _person_inputs(settings))
+    d = reference_date(settings)
+    person_inputs = _made_from(d, _person_inputs(settings))
     problems = [_part_problem(settings, "persons", part, person_inputs) for part in residents]
     for authority in senders:
         problems.append(
@@ -262,7 +260,7 @@ def current_parts(settings: Settings) -> tuple[list[storage.Location], list[stor
                 settings,
                 "long_term_support",
                 authority,
-                _made_from(settings, _support_inputs(settings, authority)),
+                _made_from(d, _support_inputs(settings, authority)),
             )
         )
     problems = [p for p in problems if p]
