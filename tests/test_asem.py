@@ -32,7 +32,7 @@ from indices.cli import main
 from indices.composite.engine import Result, compute, load_inputs
 from indices.composite.spec import IndexSpec, Indicator, Node, load_spec, parse_spec, walk
 
-COINR = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinr"
+COINR = Path(__file__).resolve().parent / "data" / "coinr"
 assert (COINR / "README.md").exists(), f"COINr reference outputs not found at {COINR}"
 
 TOL = 1e-9

@@ -23,7 +23,7 @@ import pytest
 
 from indices.composite import methods
 
-COINR = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinr"
+COINR = Path(__file__).resolve().parent / "data" / "coinr"
 assert (COINR / "README.md").exists(), f"COINr reference outputs not found at {COINR}"
 
 TOL = 1e-9

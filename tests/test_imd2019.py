@@ -11,7 +11,7 @@ from indices.composite.spec import load_spec
 from indices.reference import reference_dir
 from tests.conftest import REPO
 
-SHARED = REPO.parent / "shared" / "data" / "iod2019"
+PUBLISHED = REPO / "tests" / "data" / "iod2019"
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,14 @@ def imd():
 
 @pytest.fixture(scope="module")
 def published_lsoa() -> pd.DataFrame:
-    return pd.read_csv(SHARED / "imd2019_lsoa.csv", usecols=["lsoa11cd", "imd_rank", "imd_decile"])
+    return pd.read_csv(
+        PUBLISHED / "imd2019_lsoa.csv", usecols=["lsoa11cd", "imd_rank", "imd_decile"]
+    )
 
 
 @pytest.fixture(scope="module")
 def published_lad() -> pd.DataFrame:
-    return pd.read_csv(SHARED / "imd2019_lad_summaries.csv")
+    return pd.read_csv(PUBLISHED / "imd2019_lad_summaries.csv")
 
 
 def test_lsoa_ranks_and_deciles(imd, published_lsoa):
@@ -63,7 +65,7 @@ def test_local_authority_summaries(imd, published_lad):
 
 
 def test_transformed_domain_scores_match_the_published_ones(imd):
-    published = pd.read_csv(SHARED / "imd2019_lsoa.csv").set_index("lsoa11cd")
+    published = pd.read_csv(PUBLISHED / "imd2019_lsoa.csv").set_index("lsoa11cd")
     normalised = imd.steps["normalised"]
     for domain, column in [("income", "income_exp_published"), ("crime", "crime_exp_published")]:
         difference = (normalised[domain] - published.loc[normalised.index, column]).abs()
