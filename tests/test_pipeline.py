@@ -9,6 +9,7 @@ import sys
 
 import dagster as dg
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from indices.cli import main
@@ -220,3 +221,23 @@ def test_index_releases_carry_their_report(demo_run):
         assert [f["path"] for f in manifest["files"]] == ["data.parquet", "report.html"]
         page = (release / "report.html").read_text()
         assert "Rank uncertainty" in page and "First release" in page
+
+
+BASELINE = REPO / "tests" / "data" / "published_baseline"
+
+
+def test_every_published_figure_matches_the_baseline(demo_run):
+    """Refactors keep every published figure: each dataset of a run on the demo extracts equals,
+    value for value, the release recorded in `tests/data/published_baseline/` (a deliberate
+    change of a figure replaces that file in the same commit, saying why)."""
+    settings, _ = demo_run
+    baseline = sorted(p.stem for p in BASELINE.glob("*.parquet"))
+    assert baseline == sorted(
+        d for d in os.listdir(settings.publish_dir) if list_versions(settings.publish_dir, d)
+    )
+    for dataset in baseline:
+        version = list_versions(settings.publish_dir, dataset)[-1]
+        published = pq.read_table(settings.publish_dir / dataset / version / "data.parquet")
+        expected = pq.read_table(BASELINE / f"{dataset}.parquet")
+        assert published.schema.equals(expected.schema), dataset
+        assert published.equals(expected), dataset
