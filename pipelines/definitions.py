@@ -3,6 +3,7 @@
 import dagster as dg
 
 from indices import steps
+from indices.sources.extracts import RawFolderError
 from pipelines.assets import conformed, indices, measures, published, raw
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
 from pipelines.executors import executor_from_environment
@@ -50,15 +51,20 @@ authority_job = dg.define_asset_job(
     execution_timezone="Europe/London",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The whole pipeline every night at 02:00 UK time, over every local authority "
-    "(new ones in the raw folder become partitions first).",
+    "(new ones in the raw folder become partitions first), reading the extracts in force at "
+    "02:00 (recorded on the run as tags).",
 )
 def nightly(
     context: dg.ScheduleEvaluationContext, settings: IndicesSettings
 ) -> dg.RunRequest | dg.SkipReason:
-    keys = sync_authorities(context.instance, settings.resolve())
+    try:
+        run = steps.start_run(settings.folders())
+    except RawFolderError as error:
+        return dg.SkipReason(f"raw folder unusable, no run: {error}")
+    keys = sync_authorities(context.instance, run)
     if not keys:
         return dg.SkipReason("no local authority in the raw folder: no register extract yet?")
-    return dg.RunRequest(tags=range_tags(keys))
+    return dg.RunRequest(tags={**range_tags(keys), **run.inputs.tags()})
 
 
 new_extracts = make_new_extracts_sensor(main_job)

@@ -1,6 +1,7 @@
 """Running the main job in-process, for the `indices run` command and the tests."""
 
 import fcntl
+import logging
 import os
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from rich.progress import Progress
 
-from indices import storage
+from indices import steps, storage
 from indices.settings import Settings
 from pipelines.definitions import defs
 from pipelines.executors import EXECUTOR_ENV
@@ -78,11 +79,16 @@ def prepare(
     settings: Settings, instance: dg.DagsterInstance | None = None
 ) -> tuple[dg.DagsterInstance, dict[str, str]]:
     """The instance (`instance_for` unless given), its partitions brought up to date with the
-    raw folder, and the tags of a run over every authority; one process at a time."""
+    raw folder as the run reads it, and the tags of a run over every authority with these
+    inputs (decided now, unless `settings` has them); one process at a time."""
+    settings = settings if settings.inputs else steps.start_run(settings)
     home = Path(instance.root_directory) if instance else instance_home(settings)
     with setting_up(home):
         instance = instance or instance_for(settings)
-        return instance, range_tags(sync_authorities(instance, settings))
+        return instance, {
+            **range_tags(sync_authorities(instance, settings)),
+            **settings.inputs.tags(),
+        }
 
 
 def main_job() -> dg.JobDefinition:
@@ -94,13 +100,15 @@ def run_main_job(
     settings: Settings, instance: dg.DagsterInstance | None = None, quiet: bool = False
 ):
     """Materialise every asset of the main job with these settings, over every local authority
-    (new ones in the raw folder become partitions first); the execution result. In this
-    process, unless `INDICES_EXECUTOR` names an executor, which then runs the steps (the
-    instance must be a persistent one). `quiet` keeps Dagster's console log to warnings and
-    shows a progress bar instead."""
+    (new ones in the raw folder become partitions first); the execution result. The run reads
+    the extracts in force now (`settings.inputs` if already decided). In this process, unless
+    `INDICES_EXECUTOR` names an executor, which then runs the steps (the instance must be a
+    persistent one). `quiet` turns Dagster's console log off and shows a progress bar instead,
+    then prints what the run warned about, one line each."""
+    settings = settings if settings.inputs else steps.start_run(settings)
     run_config = settings_run_config(settings)
     if quiet:
-        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     job = main_job()
     instance, tags = prepare(settings, instance)
     run_id = str(uuid.uuid4())
@@ -113,17 +121,36 @@ def run_main_job(
         follower.start()
     try:
         if elsewhere:
-            return dg.execute_job(
+            result = dg.execute_job(
                 dg.reconstructable(main_job),
                 instance,
                 run_config=run_config,
                 tags=tags,
                 raise_on_error=False,
             )
-        return job.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id, tags=tags
-        )
+        else:
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
+                tags=tags,
+            )
     finally:
         done.set()
         if follower:
             follower.join()
+    if quiet:
+        for line in run_warnings(instance, result.run_id):
+            print(f"indices: warning: {line}", file=sys.stderr)
+    return result
+
+
+def run_warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """What the steps of a run warned about (an extra column ignored, a count withheld), one
+    line each, in order."""
+    return [
+        " ".join(entry.user_message.split())
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is None and entry.level == logging.WARNING
+    ]

@@ -51,7 +51,7 @@ def new_authorities(
     instance: dg.DagsterInstance, settings: IndicesSettings
 ) -> list[dg.AddDynamicPartitionsRequest]:
     """A request to add the raw folder's authorities that are not partitions yet, if any."""
-    missing = missing_authorities(instance, settings.resolve())
+    missing = missing_authorities(instance, settings.folders())
     return [AUTHORITIES.build_add_request(missing)] if missing else []
 
 
@@ -69,7 +69,7 @@ def make_new_extracts_sensor(job) -> dg.SensorDefinition:
         "authorities).",
     )
     def new_extracts(context: dg.SensorEvaluationContext, settings: IndicesSettings):
-        raw_dir = settings.resolve().raw_dir
+        raw_dir = settings.folders().raw_dir
         if not raw_dir.is_dir():
             return dg.SkipReason(f"raw folder {raw_dir} does not exist")
         try:
@@ -93,6 +93,10 @@ def make_new_extracts_sensor(job) -> dg.SensorDefinition:
         settling = [p for p in paths if p in now and now[p][1] > recent]
         if settling:
             return dg.SkipReason(f"waiting for {', '.join(settling)} to settle")
+        try:  # the run reads what is there now, whatever arrives before it ends
+            run = steps.start_run(settings.folders())
+        except RawFolderError as error:
+            return dg.SkipReason(f"raw folder unusable, nothing requested: {error}")
         graph = context.repository_def.asset_graph
         selected = sorted(stale_selection(changed).resolve(graph), key=lambda k: k.path)
         change = {p: now.get(p, "removed") for p in paths}
@@ -118,6 +122,7 @@ def make_new_extracts_sensor(job) -> dg.SensorDefinition:
                     tags={
                         "indices/changed_sources": ",".join(changed),
                         **(range_tags(keys) if partitioned else {}),
+                        **run.inputs.tags(),
                     },
                 )
             ],

@@ -4,6 +4,7 @@ never a silently low number."""
 from __future__ import annotations
 
 import gzip
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -52,8 +53,6 @@ def drop_column(path: Path, column: str) -> None:
 
 
 def copy_raw(extracts: Path, target: Path) -> Path:
-    import shutil
-
     shutil.copytree(extracts, target)
     return target
 
@@ -95,6 +94,27 @@ def test_a_rejected_social_care_file_withholds_that_authority_and_england(extrac
         ).fetchone()[0]
         == 0
     )  # withheld, not suppressed
+
+
+def test_a_rejected_file_from_an_authority_with_no_residents_withholds_england(
+    extracts, tmp_path
+):
+    """Its persons may live in any authority: England's total depends on every sender."""
+    raw = copy_raw(extracts, tmp_path / "raw")
+    (sent,) = raw.glob("asc_cld/asc_cld_E06000001_*")
+    elsewhere = raw / "asc_cld" / sent.name.replace("E06000001", "E06000053")
+    shutil.copy(sent, elsewhere)
+    drop_column(elsewhere, "Service_Type")
+    con = run_steps(raw, tmp_path)
+    england = con.execute("SELECT lts_65plus, withheld_reason, pop_65plus FROM frailty_england")
+    lts, reason, population = england.fetchone()
+    assert lts is None and population > 0
+    assert reason == (
+        "lts: asc_cld extract from E06000053 rejected (asc_cld_E06000053_2025-03-31.csv.gz: "
+        "missing column(s) Service_Type needed by a measure)"
+    )
+    lads = con.execute("SELECT withheld_reason FROM frailty_lad ORDER BY lad19_code")
+    assert lads.fetchall() == [(None,), (None,)]
 
 
 def test_a_missing_social_care_file_withholds_that_authority(extracts, tmp_path):

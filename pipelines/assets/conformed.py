@@ -5,8 +5,8 @@ import dagster as dg
 from indices import steps
 from indices.schemas import conformed_schemas, validate_parquet
 from indices.sources.conform import conformed_parts, ledger_frame, warehouse_paths
-from indices.sources.extracts import RawFolderError
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
+from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, markdown_table, row_count, table_schema
 from pipelines.partitions import AUTHORITIES
 from pipelines.resources import IndicesSettings
@@ -45,14 +45,12 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         retry_policy=TRANSIENT_RETRY,
     )
     def _conformed(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        resolved = settings.resolve()
-        try:
+        with permanent_failures():
+            resolved = settings.resolve()
             if by_authority:
                 results = steps.conform_by_authority(resolved, source, context.partition_keys)
             else:
                 results = [steps.conform(resolved, source)]
-        except RawFolderError as error:  # a retry cannot help
-            raise dg.Failure(str(error), allow_retries=False) from error
         entries = [entry for result in results for entry in result.ledger]
         for entry in entries:
             if entry.rejected:

@@ -8,6 +8,7 @@ from indices import steps, storage
 from indices.composite.release import REPORT
 from indices.composite.report import report_markdown
 from indices.composite.spec import load_spec
+from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
 
@@ -30,9 +31,10 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
         metadata={"spec": dg.MetadataValue.path(str(spec_path))},
     )
     def _index(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        result, releases = steps.build_and_publish_index(
-            settings.resolve(), spec_path, run_id=context.run.run_id
-        )
+        with permanent_failures():
+            result, releases = steps.build_and_publish_index(
+                settings.resolve(), spec_path, run_id=context.run.run_id
+            )
         units = releases["units"]
         return dg.MaterializeResult(
             metadata={

@@ -3,10 +3,11 @@ counts (private), made from every authority's part."""
 
 import dagster as dg
 
-from indices import steps, storage
+from indices import steps
 from indices.duck import query_rows, sql_str
 from indices.measures.persons import UNLOCATED
 from pipelines.assets.raw import TRANSIENT_RETRY
+from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, row_count
 from pipelines.partitions import ALL_AUTHORITIES, AUTHORITIES
 from pipelines.resources import IndicesSettings
@@ -43,8 +44,8 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
     "never published.",
 )
 def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.MaterializeResult:
-    resolved = settings.resolve()
-    made = steps.persons(resolved, context.partition_keys)
+    with permanent_failures():
+        made = steps.persons(settings.resolve(), context.partition_keys)
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 
@@ -59,7 +60,8 @@ def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.
     "towards England only. Private: never published.",
 )
 def persons_unlocated(settings: IndicesSettings) -> dg.MaterializeResult:
-    made = steps.persons(settings.resolve(), [UNLOCATED])
+    with permanent_failures():
+        made = steps.persons(settings.resolve(), [UNLOCATED])
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 
@@ -77,8 +79,9 @@ def persons_unlocated(settings: IndicesSettings) -> dg.MaterializeResult:
 def long_term_support(
     context: dg.AssetExecutionContext, settings: IndicesSettings
 ) -> dg.MaterializeResult:
-    resolved = settings.resolve()
-    made = steps.long_term_support(resolved, context.partition_keys)
+    with permanent_failures():
+        resolved = settings.resolve()
+        made = steps.long_term_support(resolved, context.partition_keys)
     return dg.MaterializeResult(
         metadata={
             **row_count(sum(rows for _, rows in made), len(made)),
@@ -134,10 +137,8 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
     "extracts). Private: the published datasets are made from it.",
 )
 def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
-    try:
+    with permanent_failures():  # a retry cannot help when partitions must run first
         path, rows, withheld = steps.area_counts(settings.resolve())
-    except steps.PartsNotCurrent as error:  # a retry cannot help: partitions must run first
-        raise dg.Failure(str(error), allow_retries=False) from error
     for line in withheld.describe():
         context.log.warning(line)
     return dg.MaterializeResult(
@@ -154,8 +155,7 @@ def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
     description="Category counts add up to their population, before rounding.",
 )
 def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = storage.join(settings.resolve().warehouse_dir, "measures", "area_counts.parquet")
-    problems = steps.partition_problems(path)
+    problems = steps.partition_problems(steps.area_counts_path(settings.resolve()))
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": len(problems)})
 
 
@@ -165,8 +165,7 @@ def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
     description="Every LSOA of every covered local authority has a row.",
 )
 def every_lsoa_present(settings: IndicesSettings) -> dg.AssetCheckResult:
-    path = storage.join(settings.resolve().warehouse_dir, "measures", "area_counts.parquet")
-    missing = steps.missing_lsoas(path)
+    missing = steps.missing_lsoas(steps.area_counts_path(settings.resolve()))
     return dg.AssetCheckResult(
         passed=not missing, metadata={"missing": len(missing), "first": ", ".join(missing[:5])}
     )

@@ -6,7 +6,8 @@ from indices import steps, storage
 from indices.areas import COUNTS, RATES, column_descriptions
 from indices.publish import audit_table, list_versions
 from pipelines.assets.raw import TRANSIENT_RETRY
-from pipelines.metadata import COMMON, release_metadata
+from pipelines.failures import permanent_failures
+from pipelines.metadata import COMMON, markdown_table, release_metadata
 from pipelines.partitions import ALL_AUTHORITIES
 from pipelines.resources import IndicesSettings
 
@@ -38,7 +39,8 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         description=dataset.description,
     )
     def _published(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        release = steps.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
+        with permanent_failures():
+            release = steps.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
         if not release.published:
             context.log.info(f"{dataset.name} {release.version} is up to date; nothing published")
         return dg.MaterializeResult(
@@ -84,12 +86,18 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         for s in steps.SOURCES
     ],
     description="How every raw row was disposed of: per source and file, rows conformed, "
-    "quarantined per reason, values corrected, files rejected. Counts only.",
+    "quarantined per reason, values corrected, files rejected. Counts only, published under "
+    "disclosure control; the exact ledger is in this asset's metadata (`exact_ledger`), for the "
+    "data engineers only.",
 )
 def ingest_ledger(context: dg.AssetExecutionContext, settings: IndicesSettings):
-    release = steps.publish_ledger(settings.resolve(), run_id=context.run.run_id)
+    with permanent_failures():
+        release, exact = steps.publish_ledger(settings.resolve(), run_id=context.run.run_id)
     return dg.MaterializeResult(
-        metadata=release_metadata(release),
+        metadata={
+            **release_metadata(release),
+            "exact_ledger": markdown_table(exact.to_pandas()),
+        },
         data_version=dg.DataVersion(release.manifest["fingerprint"]),
     )
 

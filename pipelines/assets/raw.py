@@ -3,14 +3,13 @@ of the extracts in force, so the UI shows what a new extract makes stale."""
 
 import hashlib
 import warnings
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from indices import steps
 from indices.reference import file_sha256
-from indices.sources.extracts import RawFolderError, current_extracts
+from indices.sources.extracts import Extract, RawFolderError, current_extracts
 from pipelines.metadata import COMMON, markdown_table
 from pipelines.resources import IndicesSettings
 
@@ -36,12 +35,11 @@ def raw_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", source])
 
 
-def source_version(raw_dir: Path, source: str) -> tuple[str, list[dict]]:
+def source_version(extracts: list[Extract]) -> tuple[str, list[dict]]:
     """The data version of a source's extracts in force (the newest, or for asc_cld the newest
     per authority) and one record per file. The version is the SHA-256 of the lines
     `<file name> <SHA-256 of the file's content>`, sorted by name, so it changes with the content
     and with the extract date in the name; `absent` when there is no extract."""
-    extracts = current_extracts(raw_dir, source)
     if not extracts:
         return ABSENT, []
     files = sorted(
@@ -60,6 +58,15 @@ def source_version(raw_dir: Path, source: str) -> tuple[str, list[dict]]:
     return hashlib.sha256(lines.encode()).hexdigest(), files
 
 
+def observed_extracts(settings: IndicesSettings, source: str) -> list[Extract]:
+    """The extracts this run reads, decided when it started; when the run could not decide
+    them (the raw folder unusable: its steps fail saying why), the source folder as it is."""
+    try:
+        return steps.in_force(settings.resolve(), source)
+    except RawFolderError:
+        return current_extracts(settings.folders().raw_dir, source)
+
+
 def raw_asset(source: str) -> dg.AssetsDefinition:
     spec = dg.AssetSpec(
         key=raw_key(source),
@@ -74,9 +81,9 @@ def raw_asset(source: str) -> dg.AssetsDefinition:
     )
 
     def _observe(context: dg.AssetExecutionContext, settings: IndicesSettings):
-        folder = settings.resolve().raw_dir / source
+        folder = settings.folders().raw_dir / source
         try:
-            version, files = source_version(folder.parent, source)
+            version, files = source_version(observed_extracts(settings, source))
         except RawFolderError as error:
             context.log.warning(str(error))
             return dg.ObserveResult(

@@ -3,7 +3,10 @@ is withheld (null, with a stated reason), never published as a silently low numb
 
 Measures and the sources they need: the population needs the GP register; the eFI needs GP
 events and medications; the HFRS needs hospital episodes; long-term support needs each local
-authority's social care extract, so it is withheld per authority (and for England with it).
+authority's social care extract, so it is withheld per authority. England's long-term support
+depends on every sender's extract (a person may be supported by an authority they do not live
+in, even one with no resident in the register), so any social care extract rejected or missing
+withholds it.
 """
 
 from __future__ import annotations
@@ -27,20 +30,25 @@ PER_AUTHORITY = {"lts": "asc_cld"}
 
 @dataclass
 class Withheld:
-    """Reasons, per measure, for withholding it everywhere or in some local authorities."""
+    """Reasons, per measure, for withholding it everywhere, in some local authorities (their
+    LSOAs and England with them), or for England alone (a rejected extract of an authority
+    with no resident in the register: it may support residents of any other)."""
 
     everywhere: dict[str, str] = field(default_factory=dict)
     by_lad: dict[str, dict[str, str]] = field(default_factory=dict)
+    england: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def condition(self, measure: str) -> str:
         """SQL, over rows with `level` and `lad19_code`, true where the measure is withheld."""
         if "population" in self.everywhere or measure in self.everywhere:
             return "true"
+        terms = (
+            ["level = 'england'"] if self.by_lad.get(measure) or self.england.get(measure) else []
+        )
         lads = self.by_lad.get(measure)
-        if not lads:
-            return "false"
-        codes = ", ".join(sql_str(code) for code in sorted(lads))
-        return f"(level = 'england' OR lad19_code IN ({codes}))"
+        if lads:
+            terms.append(f"lad19_code IN ({', '.join(sql_str(code) for code in sorted(lads))})")
+        return f"({' OR '.join(terms)})" if terms else "false"
 
     def reason_sql(self) -> str:
         """SQL text of the reasons that apply to a row, or null."""
@@ -51,6 +59,11 @@ class Withheld:
                     f"CASE WHEN level = 'england' OR lad19_code = {sql_str(lad)} "
                     f"THEN {sql_str(f'{measure}: {reason}')} END"
                 )
+        for measure, senders in sorted(self.england.items()):
+            for reason in (r for _, r in sorted(senders.items())):
+                parts.append(
+                    f"CASE WHEN level = 'england' THEN {sql_str(f'{measure}: {reason}')} END"
+                )
         if not parts:
             return "CAST(NULL AS VARCHAR)"
         return f"nullif(concat_ws('; ', {', '.join(parts)}), '')"
@@ -59,6 +72,8 @@ class Withheld:
         lines = [f"{m} withheld everywhere: {r}" for m, r in sorted(self.everywhere.items())]
         for measure, lads in sorted(self.by_lad.items()):
             lines += [f"{measure} withheld in {lad}: {r}" for lad, r in sorted(lads.items())]
+        for measure, senders in sorted(self.england.items()):
+            lines += [f"{measure} withheld in England: {r}" for _, r in sorted(senders.items())]
         return lines
 
 
@@ -97,14 +112,18 @@ def withheld_measures(
                 path = Path(record["path"])
                 lad = parse_extract_name(path, source).lad19_code
                 if path.name in reasons:
-                    rejected[lad] = f"{source} extract rejected ({reasons[path.name]})"
+                    rejected[lad] = f"{source} extract from {lad} rejected ({reasons[path.name]})"
                 else:
                     usable.add(lad)
+        covered = set(covered_lads)
         missing = {
             lad: rejected.get(lad, f"no {source} extract from {lad}")
-            for lad in covered_lads
+            for lad in covered
             if lad not in usable
         }
         if missing:
             result.by_lad[measure] = missing
+        elsewhere = {lad: reason for lad, reason in rejected.items() if lad not in covered}
+        if elsewhere:
+            result.england[measure] = elsewhere
     return result

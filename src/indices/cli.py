@@ -115,24 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from indices.sources.extracts import check_raw_folder
-    from indices.steps import AREA_DATASETS, REQUIRED_SOURCES, reference_date
+    from indices.steps import AREA_DATASETS, start_run
 
     settings = Settings.resolve(
         args.raw_dir, args.warehouse_dir, args.publish_dir, args.reference_date
     )
-    check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)
-    settings = Settings.resolve(
-        settings.raw_dir, settings.warehouse_dir, settings.publish_dir, reference_date(settings)
+    settings = start_run(settings)  # what the run reads, decided once, now
+    register = settings.inputs.of("gp_patients")[-1].path.name
+    print(
+        f"indices: running the main job as at {settings.reference_date} on {settings.raw_dir} "
+        f"(register {register})"
     )
-    print(f"indices: running the main job as at {settings.reference_date} on {settings.raw_dir}")
 
     from pipelines.run import run_main_job  # the Dagster code location, loaded only to run
 
     result = run_main_job(settings, quiet=True)
     if not result.success:
-        failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        print(f"indices: error: the run failed at {', '.join(failed) or 'a step'}", file=sys.stderr)
+        for event in (e for e in result.all_events if e.is_step_failure):
+            error = event.step_failure_data.user_failure_data
+            why = (error.description if error else None) or event.step_failure_data.error.message
+            line = " ".join(str(why).split())  # the library's one line
+            print(f"indices: error: {event.step_key} failed: {line}", file=sys.stderr)
         return 1
     print(f"indices: run {result.run_id} succeeded")
     print(f"published datasets in {settings.publish_dir}:")

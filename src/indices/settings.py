@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indices import storage
+
+if TYPE_CHECKING:
+    from indices.run_inputs import RunInputs
 
 DEFAULT_RAW_DIR = "data/raw"
 DEFAULT_PUBLISH_DIR = "data/published"
@@ -18,12 +22,19 @@ DEFAULT_WAREHOUSE_DIR = "data/warehouse"
 class Settings:
     """The three folders of a run, absolute, and an optional fixed reference date. The warehouse
     and the releases may also be object-store URLs (`s3://bucket/prefix`, kept as strings, see
-    `indices.storage`); the raw extracts are read from a local folder."""
+    `indices.storage`); the raw extracts are read from a local folder. Within a run, `inputs`
+    holds what the run decided to read when it started (`indices.run_inputs`); without it (the
+    library used on its own), each step reads the raw folder as it is."""
 
     raw_dir: Path
     warehouse_dir: storage.Location
     publish_dir: storage.Location
     reference_date: date | None = None
+    inputs: RunInputs | None = None
+
+    def with_inputs(self, inputs: RunInputs) -> Settings:
+        """These settings within a run that decided its inputs (and so its reference date)."""
+        return replace(self, reference_date=inputs.reference_date, inputs=inputs)
 
     @classmethod
     def resolve(

@@ -21,23 +21,24 @@ from indices.areas import (
     published_area_table,
 )
 from indices.availability import Withheld, withheld_measures
+from indices.disclosure import SUPPRESS_BELOW, protect
 from indices.duck import connect, query_rows, sql_str, write_json_atomic
 from indices.measures.persons import UNLOCATED, build_long_term_support, build_persons
 from indices.pseudonym import load_key
 from indices.publish import Release, input_record, publish_release
-from indices.reference import file_sha256, lsoa_lookup, reference_path
+from indices.reference import lsoa_lookup, reference_path
+from indices.run_inputs import InputsChanged, RunInputs, decide, save
 from indices.settings import Settings
 from indices.sources.conform import (
     SourceResult,
     conform_parts,
-    conform_source,
     count_data_rows,
     distinct_raw_values,
     read_sidecar,
     sidecar_path,
     warehouse_paths,
 )
-from indices.sources.extracts import check_raw_folder, current_extracts, newest_extract_date
+from indices.sources.extracts import Extract, current_extracts
 from indices.sources.layouts import LAYOUTS
 
 GP_SOURCES = ("gp_patients", "gp_events", "gp_medications")
@@ -91,27 +92,106 @@ AREA_DATASETS = (
 )
 
 
+# -- the run's inputs ------------------------------------------------------------------------------
+# Within a run every step reads what the run decided when it started (`settings.inputs`, see
+# `indices.run_inputs`); the library used on its own decides afresh at each call.
+
+
+def decide_inputs(settings: Settings) -> RunInputs:
+    """The inputs of a run starting now (see `indices.run_inputs.decide`)."""
+    return decide(settings.raw_dir, settings.reference_date, REQUIRED_SOURCES)
+
+
+def start_run(settings: Settings) -> Settings:
+    """Decide a run's inputs now, as its launcher does (the CLI, the schedule, the sensor), and
+    keep them in the warehouse; the settings of the run (`settings.inputs.tags()` are the tags
+    that hand the same inputs to every step of it)."""
+    inputs = decide_inputs(settings)
+    save(settings.warehouse_dir, inputs)
+    return settings.with_inputs(inputs)
+
+
+def inputs_of(settings: Settings) -> RunInputs:
+    """The extracts and the reference date this run reads."""
+    return settings.inputs or decide_inputs(settings)
+
+
+def in_force(settings: Settings, source: str) -> list[Extract]:
+    """The extracts in force of a source, as the run decided them (for asc_cld, one per
+    authority); without a run, as the raw folder has them now."""
+    if settings.inputs:
+        return settings.inputs.of(source)
+    return current_extracts(settings.raw_dir, source)
+
+
 def reference_date(settings: Settings) -> date:
-    """The run's reference date: the one set, else the newest gp_patients extract date."""
-    return settings.reference_date or newest_extract_date(settings.raw_dir)
+    """The run's reference date: the one set, else the register in force's extract date."""
+    return settings.reference_date or inputs_of(settings).reference_date
+
+
+class RegisterUnusable(ValueError):
+    """Nothing can be counted without the GP register; the message says why in one line."""
 
 
 def conform(settings: Settings, source: str) -> SourceResult:
-    """Conform the current extracts of one national source into the private warehouse."""
-    extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
-    key = load_key(settings.warehouse_dir)
-    return conform_source(LAYOUTS[source], extracts, settings.warehouse_dir, key)
+    """Conform the extracts in force of one national source into the private warehouse. The
+    register must be usable: without it there is no population, so nothing that depends on it
+    may be published (`RegisterUnusable`)."""
+    inputs = inputs_of(settings)
+    result = _conform_parts(settings, inputs, source, {None: inputs.of(source)})[0]
+    if LAYOUTS[source].is_register:
+        rejected = [entry.rejected for entry in result.ledger if entry.rejected]
+        if rejected or not result.rows_conformed:
+            why = "; ".join(rejected) or "no registration could be used (every row quarantined)"
+            raise RegisterUnusable(
+                f"the GP register cannot be used ({why}): nothing that depends on it is published"
+            )
+    return result
 
 
 def conform_by_authority(
     settings: Settings, source: str, authorities: list[str]
 ) -> list[SourceResult]:
-    """Conform the current extracts of a source sent by each local authority, one part per
+    """Conform the extracts in force of a source sent by each local authority, one part per
     authority (an authority that sent none gets an empty part), in one go."""
-    extracts = check_raw_folder(settings.raw_dir, REQUIRED_SOURCES)[source]
+    inputs = inputs_of(settings)
+    extracts = inputs.of(source)
     parts = {a: [e for e in extracts if e.lad19_code == a] for a in authorities}
+    return _conform_parts(settings, inputs, source, parts)
+
+
+def _conform_parts(
+    settings: Settings, inputs: RunInputs, source: str, parts: dict[str | None, list[Extract]]
+) -> list[SourceResult]:
+    """Conform, checking that no extract changed while it was read, and stamp each part's
+    sidecar with the digest of what it was made from (`verify_conformed` compares it)."""
+    extracts = [e for files in parts.values() for e in files]
+    inputs.check_unchanged(extracts)
+    made_from = {part: inputs.source_digest(source, files) for part, files in parts.items()}
     key = load_key(settings.warehouse_dir)
-    return conform_parts(LAYOUTS[source], parts, settings.warehouse_dir, key)
+    results = conform_parts(LAYOUTS[source], parts, settings.warehouse_dir, key, made_from)
+    inputs.check_unchanged(extracts)
+    return results
+
+
+def verify_conformed(settings: Settings, source: str, part: str | None = None) -> dict:
+    """The sidecar of a conformed table (or part), checked to be made from this run's extracts:
+    another run on the same warehouse with other extracts, or a table not rebuilt since new
+    extracts arrived, is refused with one line (`InputsChanged`) instead of being mixed in."""
+    where = f"conformed/{source}" + (f" of {part}" if part else "")
+    if not storage.exists(sidecar_path(settings.warehouse_dir, source, part)):
+        raise InputsChanged(f"{where} is not in the warehouse: materialise it first")
+    sidecar = read_sidecar(settings.warehouse_dir, source, part)
+    inputs = inputs_of(settings)
+    files = inputs.of(source)
+    if part is not None:
+        files = [e for e in files if e.lad19_code == part]
+    if sidecar.get("made_from") != inputs.source_digest(source, files):
+        raise InputsChanged(
+            f"{where} in the warehouse was made from other extracts than this run's (another run "
+            f"on the same warehouse, or new extracts since): materialise {where} again"
+        )
+    return sidecar
 
 
 # -- partitions by local authority ---------------------------------------------------------------
@@ -129,8 +209,8 @@ def authorities_in_raw(settings: Settings) -> list[str]:
     """The local authorities to partition by, read from the raw folder without conforming: those
     of the LSOAs in the newest GP register extract and those sending a social care extract."""
     lad_of = dict(zip(lsoa_lookup()["lsoa11_code"], lsoa_lookup()["lad19_code"], strict=True))
-    found = {e.lad19_code for e in current_extracts(settings.raw_dir, "asc_cld")}
-    register = current_extracts(settings.raw_dir, "gp_patients")
+    found = {e.lad19_code for e in in_force(settings, "asc_cld")}
+    register = in_force(settings, "gp_patients")
     if register:
         lsoas = distinct_raw_values(register[-1], "lsoa11_code")
         found |= {lad_of[code] for code in lsoas if code in lad_of}
@@ -152,7 +232,7 @@ def register_authorities(settings: Settings) -> list[str]:
 
 def social_care_authorities(settings: Settings) -> list[str]:
     """The local authorities with a social care extract in force."""
-    return sorted({e.lad19_code for e in current_extracts(settings.raw_dir, "asc_cld")})
+    return sorted({e.lad19_code for e in in_force(settings, "asc_cld")})
 
 
 def part_path(
@@ -182,6 +262,9 @@ def _support_inputs(settings: Settings, authority: str) -> list[storage.Location
 def persons(settings: Settings, authorities: list[str]) -> list[tuple[storage.Location, int]]:
     """The private person tables as at the reference date of some local authorities' residents
     (`UNLOCATED`: the persons with no known LSOA), with their eFI and HFRS, one part each."""
+    if settings.inputs:  # within a run: its own conformed tables, not another run's
+        for source in NATIONAL_PERSON_SOURCES:
+            verify_conformed(settings, source)
     d = reference_date(settings)
     targets = {a: part_path(settings, "persons", a) for a in authorities}
     rows = build_persons(
@@ -205,6 +288,8 @@ def long_term_support(
     tables = {}
     for authority in authorities:
         conformed, _ = warehouse_paths(settings.warehouse_dir, "asc_cld", authority)
+        if storage.exists(conformed) and settings.inputs:
+            verify_conformed(settings, "asc_cld", authority)
         tables[authority] = conformed if storage.exists(conformed) else None
     d = reference_date(settings)
     targets = {a: part_path(settings, "long_term_support", a) for a in authorities}
@@ -227,15 +312,14 @@ def _part_problem(settings: Settings, table: str, part: str, expected: dict) -> 
     return None
 
 
-def _conformed_problem(settings: Settings, authority: str, in_force: list) -> str | None:
-    """Why the conformed social care extract of an authority is not the one in force (its
-    `in_force` extracts), if so."""
-    path = sidecar_path(settings.warehouse_dir, "asc_cld", authority)
-    if not storage.exists(path):
+def _conformed_problem(settings: Settings, authority: str) -> str | None:
+    """Why the conformed social care extract of an authority is not the one this run reads,
+    if so."""
+    if not storage.exists(sidecar_path(settings.warehouse_dir, "asc_cld", authority)):
         return f"asc_cld of {authority} not conformed yet"
-    sidecar = read_sidecar(settings.warehouse_dir, "asc_cld", authority)
-    used = [(Path(r["path"]).name, r["sha256"]) for r in sidecar["inputs"]]
-    if used != [(e.path.name, file_sha256(e.path)) for e in in_force]:
+    try:
+        verify_conformed(settings, "asc_cld", authority)
+    except InputsChanged:
         return f"asc_cld of {authority} conformed from another extract"
     return None
 
@@ -245,17 +329,16 @@ def current_parts(settings: Settings) -> tuple[list[storage.Location], list[stor
     at the reference date: the persons of each authority in the register and of the
     unlocated, and the supported persons of each authority sending social care data. Raises
     `PartsNotCurrent` naming every part that is missing or out of date."""
+    for source in NATIONAL_PERSON_SOURCES:
+        verify_conformed(settings, source)
     residents = [*register_authorities(settings), UNLOCATED]
-    in_force: dict[str, list] = {}
-    for extract in current_extracts(settings.raw_dir, "asc_cld"):
-        in_force.setdefault(extract.lad19_code, []).append(extract)
-    senders = sorted(in_force)
+    senders = social_care_authorities(settings)
     d = reference_date(settings)
     person_inputs = _made_from(d, _person_inputs(settings))
     problems = [_part_problem(settings, "persons", part, person_inputs) for part in residents]
     for authority in senders:
         problems.append(
-            _conformed_problem(settings, authority, in_force[authority])
+            _conformed_problem(settings, authority)
             or _part_problem(
                 settings,
                 "long_term_support",
@@ -327,7 +410,33 @@ def area_counts(settings: Settings) -> tuple[storage.Location, int, Withheld]:
     persons_files, supported = current_parts(settings)
     reasons = withheld(settings, persons_files)
     path, rows = build_area_counts(settings.warehouse_dir, persons_files, supported, reasons)
+    write_json_atomic(area_counts_path(settings, ".json"), _area_counts_made_from(settings))
     return path, rows, reasons
+
+
+def area_counts_path(settings: Settings, suffix: str = ".parquet") -> storage.Location:
+    """The private exact area counts, or (suffix `.json`) the record of what they were made from."""
+    return storage.join(settings.warehouse_dir, "measures", f"area_counts{suffix}")
+
+
+def _area_counts_made_from(settings: Settings) -> dict:
+    senders = [_support_inputs(settings, a)[0] for a in social_care_authorities(settings)]
+    return _made_from(reference_date(settings), _person_inputs(settings) + senders)
+
+
+def current_area_counts(settings: Settings) -> storage.Location:
+    """The area counts, checked to be made from this run's extracts at its reference date (else
+    `PartsNotCurrent`): what is published from them is then of one run's inputs, whatever other
+    runs share the warehouse."""
+    made_from = area_counts_path(settings, ".json")
+    if not storage.exists(made_from) or json.loads(
+        storage.read_text(made_from)
+    ) != _area_counts_made_from(settings):
+        raise PartsNotCurrent(
+            "measures/area_counts was not made from this run's extracts at its reference date: "
+            "materialise measures/area_counts again"
+        )
+    return area_counts_path(settings)
 
 
 def partition_problems(area_counts_path: storage.Location) -> list[str]:
@@ -374,9 +483,9 @@ def sidecars(settings: Settings, source: str) -> list[dict]:
     """The sidecars of a conformed source: one, or one per authority in force for a source sent
     by each local authority (a part not conformed yet is left out; `current_parts` guards)."""
     if source not in AUTHORITY_SOURCES:
-        return [read_sidecar(settings.warehouse_dir, source)]
+        return [verify_conformed(settings, source)]
     return [
-        read_sidecar(settings.warehouse_dir, source, authority)
+        verify_conformed(settings, source, authority)
         for authority in social_care_authorities(settings)
         if storage.exists(sidecar_path(settings.warehouse_dir, source, authority))
     ]
@@ -399,15 +508,19 @@ def lineage_inputs(
 LEDGER_COLUMNS = {
     "source": "raw source, e.g. gp_events",
     "file": "raw extract file name",
-    "outcome": "conformed or quarantined (rows; these two add up to the rows read), corrected "
-    "(values normalised within conformed rows), or rejected (the whole file, rows 0)",
+    "outcome": "conformed or quarantined (rows; before disclosure control these two add up to "
+    "the rows read), corrected (values normalised within conformed rows), or rejected (the "
+    "whole file, rows 0)",
     "reason": "quarantine reason, correction kind or rejection reason; blank for conformed",
-    "rows": "number of rows (or values, for corrected)",
+    "rows": "number of rows (or values, for corrected); disclosure controlled as every published "
+    "count: null if 1-7, else rounded to 5",
+    "rows_suppressed": "true when rows was 1-7 and is published as null",
 }
 
 
 def ledger_table(settings: Settings) -> pa.Table:
-    """The ingest ledger of the current conformed tables, long format, counts only."""
+    """The exact ingest ledger of this run's conformed tables, long format: private (small
+    counts of a file's rows may concern a handful of persons); see `published_ledger_table`."""
     records = [
         row
         for source in SOURCES
@@ -428,32 +541,52 @@ def ledger_table(settings: Settings) -> pa.Table:
     )
 
 
-def publish_ledger(settings: Settings, run_id: str | None = None) -> Release:
-    """Publish the ingest ledger: how every raw row of every file was disposed of."""
-    return publish_release(
+def published_ledger_table(exact: pa.Table) -> pa.Table:
+    """The ingest ledger as published: every count under the same disclosure control as the
+    area counts (0 stays 0, 1-7 null with a flag, else rounded to 5)."""
+    rows = exact.column("rows").to_pylist()
+    return exact.set_column(
+        exact.schema.get_field_index("rows"),
+        "rows",
+        pa.array([protect(r) for r in rows], pa.int64()),
+    ).append_column("rows_suppressed", pa.array([1 <= r < SUPPRESS_BELOW for r in rows]))
+
+
+def publish_ledger(settings: Settings, run_id: str | None = None) -> tuple[Release, pa.Table]:
+    """Publish the ingest ledger, disclosure controlled: how the raw rows of every file were
+    disposed of. The release, and the exact ledger (for the data engineers, never published)."""
+    exact = ledger_table(settings)
+    release = publish_release(
         settings.publish_dir,
         "ingest_ledger",
-        ledger_table(settings),
+        published_ledger_table(exact),
         description="Per source and raw file: rows conformed, quarantined per reason, values "
-        "corrected per kind, and rejected files with the reason. Counts only.",
+        "corrected per kind, and rejected files with the reason. Counts only, disclosure "
+        "controlled.",
         column_descriptions=LEDGER_COLUMNS,
         sort_by=["source", "file", "outcome", "reason"],
         reference_date=reference_date(settings),
         inputs=lineage_inputs(settings, SOURCES, reference=False),
+        count_columns=["rows"],
         run_id=run_id,
     )
+    return release, exact
 
 
 def ledger_problems(settings: Settings) -> list[str]:
-    """Files whose rows conformed plus quarantined differ from their data rows counted afresh."""
+    """Files whose rows conformed plus quarantined differ from their data rows counted afresh,
+    or that this run did not decide to read."""
     problems = []
     for source in SOURCES:
-        extracts = {e.path.name: e for e in current_extracts(settings.raw_dir, source)}
+        extracts = {e.path.name: e for e in in_force(settings, source)}
         accounted: dict[str, int] = {}
         for row in (r for sidecar in sidecars(settings, source) for r in sidecar["ledger"]):
             if row["outcome"] in ("conformed", "quarantined"):
                 accounted[row["file"]] = accounted.get(row["file"], 0) + row["rows"]
         for name, rows in accounted.items():
+            if name not in extracts:
+                problems.append(f"{name}: conformed, but not an extract this run reads")
+                continue
             read = count_data_rows(extracts[name])
             if read != rows:
                 problems.append(f"{name}: {read} data rows, {rows} accounted for")
@@ -477,7 +610,7 @@ def linkage_rate(results: list[SourceResult]) -> float | None:
 
 def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:
     """Write, audit and publish one area dataset from the private counts."""
-    counts_path = storage.join(settings.warehouse_dir, "measures", "area_counts.parquet")
+    counts_path = current_area_counts(settings)
     d = reference_date(settings)
     con = connect()
     try:
@@ -522,8 +655,10 @@ def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | N
     from indices.composite.spec import load_spec
 
     spec = load_spec(spec_path)
-    result = compute(spec, load_inputs(spec, settings.warehouse_dir))
     uses_warehouse = bool(index_warehouse_inputs(spec))
+    if uses_warehouse:  # the area counts, the one warehouse table an index may read
+        current_area_counts(settings)
+    result = compute(spec, load_inputs(spec, settings.warehouse_dir))
     inputs = [
         input_record(resolve_path(spec, i.path, settings.warehouse_dir), f"index input/{i.path}")
         for i in spec.inputs

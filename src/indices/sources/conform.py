@@ -115,11 +115,13 @@ def conform_parts(
     parts: dict[str | None, list[Extract]],
     warehouse_dir: Location,
     key: bytes,
+    made_from: dict[str | None, str] | None = None,
 ) -> list[SourceResult]:
     """Conform the extracts of several parts of a source at once (one DuckDB session, however
     many authorities), writing each part's conformed table, quarantine and sidecar apart; one
     result per part, in order. Every check is within a file or against the register, so a part
-    comes out as it would alone."""
+    comes out as it would alone. `made_from` (per part) is recorded in the sidecars: what the
+    run that conformed them decided to read (see `indices.run_inputs`)."""
     extracts = [e for files in parts.values() for e in files]
     scratch = storage.scratch_dir(warehouse_dir)
     con = connect(scratch)
@@ -163,6 +165,7 @@ def conform_parts(
             "source": layout.name,
             "inputs": [input_record(e.path, f"raw/{layout.name}") for e in files],
             "ledger": ledger_frame(result.ledger).to_dict(orient="records"),
+            "made_from": (made_from or {}).get(part),
         }
         write_json_atomic(sidecar_path(warehouse_dir, layout.name, part), sidecar)
     return results
