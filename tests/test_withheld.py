@@ -96,9 +96,7 @@ def test_a_rejected_social_care_file_withholds_that_authority_and_england(extrac
     )  # withheld, not suppressed
 
 
-def test_a_rejected_file_from_an_authority_with_no_residents_withholds_england(
-    extracts, tmp_path
-):
+def test_a_rejected_file_from_an_authority_with_no_residents_withholds_england(extracts, tmp_path):
     """Its persons may live in any authority: England's total depends on every sender."""
     raw = copy_raw(extracts, tmp_path / "raw")
     (sent,) = raw.glob("asc_cld/asc_cld_E06000001_*")
