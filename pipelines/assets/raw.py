@@ -45,19 +45,24 @@ def source_version(raw_dir: Path, source: str) -> tuple[str, list[dict]]:
     if not extracts:
         return ABSENT, []
     files = sorted(
-        (
-            {
-                "file": e.path.name,
-                "extract_date": e.extract_date.isoformat(),
-                "bytes": e.path.stat().st_size,
-                "sha256": file_sha256(e.path),
-            }
-            for e in extracts
-        ),
+        (_file_record(e.path, e.extract_date.isoformat()) for e in extracts),
         key=lambda f: f["file"],
     )
     lines = "".join(f"{f['file']} {f['sha256']}\n" for f in files)
     return hashlib.sha256(lines.encode()).hexdigest(), files
+
+
+def _file_record(path: Path, extract_date: str) -> dict:
+    try:
+        return {
+            "file": path.name,
+            "extract_date": extract_date,
+            "bytes": path.stat().st_size,
+            "sha256": file_sha256(path),
+        }
+    except OSError as error:  # gone or made unreadable since it was listed: record, not crash
+        reason = (error.strerror or type(error).__name__).lower()
+        raise RawFolderError(f"{path}: cannot be read ({reason})") from None
 
 
 def raw_asset(source: str) -> dg.AssetsDefinition:
