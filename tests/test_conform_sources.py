@@ -21,7 +21,7 @@ from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 from tests.test_conform import KEY, VALID, conform, quarantine_reasons, register_row
 
 V0, V1, V2, V3 = VALID
-UNKNOWN = "1111111111"  # a valid NHS number that is in no register
+UNKNOWN = "4505577104"  # a valid NHS number that is in no register
 CHECK_TEN = "1000000010"  # its check digit computes to 10: no valid number has this prefix
 assert is_valid_nhs_number(UNKNOWN) and not is_valid_nhs_number(CHECK_TEN)
 

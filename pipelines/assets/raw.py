@@ -3,6 +3,7 @@ of the extracts in force, so the UI shows what a new extract makes stale."""
 
 import hashlib
 import warnings
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -43,15 +44,7 @@ def source_version(extracts: list[Extract]) -> tuple[str, list[dict]]:
     if not extracts:
         return ABSENT, []
     files = sorted(
-        (
-            {
-                "file": e.path.name,
-                "extract_date": e.extract_date.isoformat(),
-                "bytes": e.path.stat().st_size,
-                "sha256": file_sha256(e.path),
-            }
-            for e in extracts
-        ),
+        (_file_record(e.path, e.extract_date.isoformat()) for e in extracts),
         key=lambda f: f["file"],
     )
     lines = "".join(f"{f['file']} {f['sha256']}\n" for f in files)
@@ -65,6 +58,19 @@ def observed_extracts(settings: IndicesSettings, source: str) -> list[Extract]:
         return steps.in_force(settings.resolve(), source)
     except RawFolderError:
         return current_extracts(settings.folders().raw_dir, source)
+
+
+def _file_record(path: Path, extract_date: str) -> dict:
+    try:
+        return {
+            "file": path.name,
+            "extract_date": extract_date,
+            "bytes": path.stat().st_size,
+            "sha256": file_sha256(path),
+        }
+    except OSError as error:  # gone or made unreadable since it was listed: record, not crash
+        reason = (error.strerror or type(error).__name__).lower()
+        raise RawFolderError(f"{path}: cannot be read ({reason})") from None
 
 
 def raw_asset(source: str) -> dg.AssetsDefinition:

@@ -1,4 +1,5 @@
-"""NHS numbers: the Modulus 11 check, and the keyed pseudonym that replaces them at the boundary."""
+"""NHS numbers: the Modulus 11 check, the keyed pseudonym that replaces them at the boundary,
+and the scrubber that masks anything that looks like one in text from a raw file."""
 
 from __future__ import annotations
 
@@ -6,24 +7,72 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from nhs_number.constants import (
+    REGION_EIRE,
+    REGION_ENGLAND_WALES_IOM,
+    REGION_NORTHERN_IRELAND,
+    REGION_SCOTLAND,
+    REGION_SYNTHETIC,
+)
+
 KEY_ENV = "INDICES_PSEUDONYM_KEY"
 KEY_FILE = "pseudonym.key"
 
+# The ranges numbers are issued from (the nhs-number package's table): Scotland's CHI,
+# Northern Ireland, England, Wales and the Isle of Man, Ireland's IHI; and 9xx, never issued
+# to a patient but where test and synthetic patients are numbered (the demo extracts' range).
+# Outside them (000-009, 3113-3199, 5xx, 86-89) a number passing Modulus 11 is no one's.
+ISSUED_REGIONS = (
+    REGION_SCOTLAND,
+    REGION_NORTHERN_IRELAND,
+    REGION_ENGLAND_WALES_IOM,
+    REGION_EIRE,
+    REGION_SYNTHETIC,
+)
+_TEN_DIGITS = re.compile(r"[0-9]{10}")  # ASCII only: str.isdigit is true for ² and ９
+
 
 def is_valid_nhs_number(text: str) -> bool:
-    """The Modulus 11 check of the NHS Data Dictionary: weights 10 to 2 on the first nine
-    digits; check = 11 - (sum mod 11), where 11 means 0 and 10 makes the number invalid.
-    Spaces and hyphens are allowed."""
+    """An NHS number after dropping spaces and hyphens: ten ASCII digits, not all the same, in an
+    issued range (`ISSUED_REGIONS`), passing the Modulus 11 check of the NHS Data Dictionary:
+    weights 10 to 2 on the first nine digits; check = 11 - (sum mod 11), where 11 means 0 and
+    10 makes the number invalid. Other digits (full-width, Arabic-Indic) are not read as
+    digits: such a number is invalid, not another person."""
     digits = text.replace(" ", "").replace("-", "")
-    if len(digits) != 10 or not digits.isdigit():
+    if not _TEN_DIGITS.fullmatch(digits) or len(set(digits)) == 1:
+        return False
+    if not any(region.contains_number(digits) for region in ISSUED_REGIONS):
         return False
     total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
     check = (11 - total % 11) % 11
     return check != 10 and check == int(digits[9])
+
+
+# The scrubber, for any text from a raw file that reaches a message, a log or the quarantine:
+# ten or more decimal digits of any script, each pair optionally separated by any run of
+# spaces, dots or dashes, is masked whole as `MASK`. One pattern, written for Python's `re`
+# and for DuckDB's RE2 (which spells Unicode digits and spaces differently); a test checks that
+# the two agree.
+MASK = "nnnnnnnnnn"
+_DOTS_AND_DASHES = ".\\-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d\uff0e"
+_PYTHON_PATTERN = re.compile(rf"\d(?:[\s{_DOTS_AND_DASHES}]*\d){{9,}}")
+_RE2_PATTERN = rf"\p{{Nd}}(?:[\s\p{{Z}}{_DOTS_AND_DASHES}]*\p{{Nd}}){{9,}}"
+
+
+def mask_nhs_numbers(text: str) -> str:
+    """The text with anything that could be an NHS number masked (see `MASK`)."""
+    return _PYTHON_PATTERN.sub(MASK, text)
+
+
+def mask_nhs_numbers_sql(expression: str) -> str:
+    """DuckDB SQL for `mask_nhs_numbers` of a text expression."""
+    pattern = "'" + _RE2_PATTERN.replace("'", "''") + "'"
+    return f"regexp_replace({expression}, {pattern}, '{MASK}', 'g')"
 
 
 def load_key(warehouse_dir: Path | str) -> bytes:

@@ -15,6 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow.parquet as pq
 
+from indices.pseudonym import mask_nhs_numbers
 from indices.reference import lsoa_lookup
 
 PERSON_ID = pa.Column(
@@ -26,7 +27,9 @@ PERSON_ID = pa.Column(
 
 
 def _date(description: str, nullable: bool = False) -> pa.Column:
-    return pa.Column("datetime64[ms]", nullable=nullable, coerce=True, description=description)
+    # Checked, not coerced: pandera coerces to nanosecond timestamps, which end in 2262, and a
+    # conformed date may be as late as 9999-12-31 (an open end). Dates arrive as datetime64[ms].
+    return pa.Column("datetime64[ms]", nullable=nullable, coerce=False, description=description)
 
 
 def _text(description: str, nullable: bool = True, *checks: pa.Check) -> pa.Column:
@@ -209,7 +212,8 @@ def validate_parquet(schema: pa.DataFrameSchema, path: Path) -> list[str]:
         except pa.errors.SchemaErrors as errors:
             cases = errors.failure_cases
             for row in cases.head(20 - len(problems)).itertuples():
-                problems.append(f"{row.column}: {row.check} failed for {row.failure_case!r}")
+                problem = f"{row.column}: {row.check} failed for {row.failure_case!r}"
+                problems.append(mask_nhs_numbers(problem))  # a failing value may be free text
         if len(problems) >= 20:
             break
     return problems

@@ -811,6 +811,8 @@ def _nhs_numbers(ctx: _Ctx, g: np.ndarray) -> np.ndarray:
     d9 = ((g * 2_654_435_761) >> 7) % 10
     check = _nhs_check(prefix * 10 + d9)
     d9 = np.where(check == 10, (d9 + 1) % 10, d9)
+    # 9999999999 passes Modulus 11 but, one digit repeated, is no one's number: 9999999980
+    d9 = np.where(prefix * 10 + d9 == 999_999_999, 8, d9)
     stem = prefix * 10 + d9
     return stem * 10 + _nhs_check(stem)
 

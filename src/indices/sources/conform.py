@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import json
 import os
 from collections import Counter
@@ -21,10 +22,16 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from indices import storage
 from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
-from indices.pseudonym import is_valid_nhs_number, pseudonymise
+from indices.pseudonym import (
+    is_valid_nhs_number,
+    mask_nhs_numbers,
+    mask_nhs_numbers_sql,
+    pseudonymise,
+)
 from indices.publish import input_record
 from indices.reference import reference_path
 from indices.schemas import conformed_schemas
@@ -33,6 +40,11 @@ from indices.sources.layouts import Kind, RawColumn, SourceLayout
 from indices.storage import Location
 
 EARLIEST_PLAUSIBLE = date(1900, 1, 1)
+OLDEST_PLAUSIBLE_AGE = 120  # in whole years, at the extract date or at death
+# How a typed date (Parquet DATE or TIMESTAMP) is written as text for each date kind, so it is
+# read as the sender's own layout and not counted as a correction.
+DATE_FORMATS = {Kind.DATE: "%Y-%m-%d", Kind.UK_DATE: "%d/%m/%Y"}
+LOCAL_TIME_ZONE = "Europe/London"  # the day of a time-zone-aware timestamp is its day here
 # Kinds whose malformed values make a row unusable (`invalid_code`); `_parsed_columns` gives
 # each of them a `code_<column>` flag.
 CODE_KINDS = frozenset({Kind.SNOMED, Kind.BNF, Kind.INTEGER, Kind.AREA_CODE})
@@ -137,7 +149,8 @@ def conform_parts(
             try:
                 _load_file(con, layout, extract, number, entry, scratch)
             except FileRejected as reason:
-                entry.rejected = str(reason)
+                # A reason may quote the file (a DuckDB error, a header): mask NHS numbers.
+                entry.rejected = mask_nhs_numbers(str(reason))
                 con.execute("DELETE FROM raw_rows WHERE file = $f", {"f": extract.path.name})
                 con.execute("DELETE FROM malformed WHERE file = $f", {"f": extract.path.name})
             ledger.append(entry)
@@ -194,7 +207,7 @@ def distinct_raw_values(extract: Extract, column: str) -> set[str]:
     con = connect()
     try:
         if extract.fmt == "parquet":
-            header = as_read = _parquet_header(con, extract)
+            header = as_read = _parquet_schema(extract).names
         else:
             header = _csv_header(extract.path)
             as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
@@ -238,12 +251,25 @@ def _csv_text(extract: Extract, layout: SourceLayout, spill_dir: Path) -> tuple[
     local authorities), else rejected. The whole file is checked, in streamed chunks."""
     if extract.path.stat().st_size == 0:
         raise FileRejected(f"{extract.path.name}: empty file")
+    expected = " or ".join(layout.encodings).upper()
+    try:
+        with _open_binary(extract.path) as handle:
+            head = handle.read(4096)
+    except (OSError, EOFError) as error:
+        raise FileRejected(f"{extract.path.name}: cannot be read ({error})") from None
+    wide = _wide_encoding(head)
+    if wide:
+        raise FileRejected(f"{extract.path.name}: {wide} text; expected {expected}")
+    # A UTF-8 byte-order mark may begin a file in any encoding allowed (Windows-1252 files from
+    # local authorities have one too): it is skipped, and the rest decoded.
+    mark = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
     first_error = None
     for encoding in layout.encodings:
         decoder = codecs.getincrementaldecoder(encoding)()
-        offset = 0
+        offset = mark
         try:
             with _open_binary(extract.path) as handle:
+                handle.read(mark)
                 for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
                     decoder.decode(chunk)
                     offset += len(chunk)
@@ -253,19 +279,34 @@ def _csv_text(extract: Extract, layout: SourceLayout, spill_dir: Path) -> tuple[
             continue
         except (OSError, EOFError) as error:
             raise FileRejected(f"{extract.path.name}: cannot be read ({error})") from None
-        if offset == 0:
+        if offset == mark:
             raise FileRejected(f"{extract.path.name}: empty file")
         if encoding == "utf-8":
             return extract.path, "utf-8"
-        return _transcoded_copy(extract.path, encoding, spill_dir), encoding
+        return _transcoded_copy(extract.path, encoding, spill_dir, mark), encoding
     error, offset = first_error
     raise FileRejected(
-        f"{extract.path.name}: not valid {' or '.join(layout.encodings).upper()} text "
+        f"{extract.path.name}: not valid {expected} text "
         f"(byte 0x{error.object[error.start]:02x} near offset {offset + error.start})"
     )
 
 
-def _transcoded_copy(path: Path, encoding: str, spill_dir: Path) -> Path:
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-32 or UTF-16, by the byte-order mark or, without one, by the NUL bytes beside every
+    ASCII character (no 8-bit encoding of a CSV file looks like that); else None. Windows-1252
+    would decode either into nonsense."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    pairs = len(head) // 2
+    if pairs and max(head[0::2].count(0), head[1::2].count(0)) * 2 >= pairs:
+        return "UTF-16"
+    return None
+
+
+def _transcoded_copy(path: Path, encoding: str, spill_dir: Path, skip: int = 0) -> Path:
+    """A UTF-8 copy of a file in another encoding, its first `skip` bytes (a mark) left out."""
     spill_dir.mkdir(parents=True, exist_ok=True)
     copy = spill_dir / f"{path.name}.{os.getpid()}.utf8.csv"
     with (
@@ -273,6 +314,7 @@ def _transcoded_copy(path: Path, encoding: str, spill_dir: Path) -> Path:
         codecs.getreader(encoding)(raw) as text,
         open(copy, "w", encoding="utf-8", newline="") as target,
     ):
+        raw.read(skip)
         for chunk in iter(lambda: text.read(1 << 20), ""):
             target.write(chunk)
     return copy
@@ -282,7 +324,8 @@ def _csv_header(path: Path) -> list[str]:
     """The header row of a UTF-8 CSV file, without a byte-order mark."""
     with _open_binary(path) as handle:
         first_line = handle.readline(1 << 16).decode("utf-8-sig", errors="replace")
-    return next(csv.reader([first_line.rstrip("\r\n")]), [])
+    # Read as a file, so a stray carriage return ends the record instead of failing the reader.
+    return next(csv.reader(io.StringIO(first_line, newline="")), [])
 
 
 def count_data_rows(extract: Extract) -> int:
@@ -317,17 +360,32 @@ def _lf_copy(path: Path, spill_dir: Path) -> Path:
     return copy
 
 
-def _parquet_header(con: duckdb.DuckDBPyConnection, extract: Extract) -> list[str]:
+def _parquet_schema(extract: Extract) -> pa.Schema:
+    """A Parquet file's columns as written: names as they are (DuckDB would rename a repeated
+    one), with their types."""
     try:
-        return [
-            r[0]
-            for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({sql_str(extract.path)})"
-            ).fetchall()
-        ]
-    except duckdb.Error as error:
-        first_line = str(error).strip().splitlines()[0]
+        return pq.read_schema(extract.path)
+    except (pa.ArrowException, OSError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
+
+
+def _as_text(column: RawColumn, name: str, arrow_type: pa.DataType | None) -> tuple[str, str]:
+    """SQL for a raw column as text, and for whether a time of day was dropped from it. A
+    typed date or timestamp (Parquet) becomes its date in the layout's own text layout; any
+    other type its text."""
+    source = ident(name)
+    typed_date = arrow_type is not None and (
+        pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)
+    )
+    if column.kind not in DATE_FORMATS or not typed_date:
+        return f"CAST({source} AS VARCHAR)", "false"
+    if getattr(arrow_type, "tz", None):
+        source = f"({source} AT TIME ZONE {sql_str(LOCAL_TIME_ZONE)})"
+    text = f"strftime(CAST({source} AS DATE), {sql_str(DATE_FORMATS[column.kind])})"
+    if pa.types.is_date(arrow_type):
+        return text, "false"
+    return text, f"coalesce(CAST({source} AS TIME) <> TIME '00:00:00', false)"
 
 
 def _raw_names(layout: SourceLayout) -> list[str]:
@@ -337,9 +395,10 @@ def _raw_names(layout: SourceLayout) -> list[str]:
 
 def _create_row_tables(con: duckdb.DuckDBPyConnection, layout: SourceLayout) -> None:
     raw_columns = ", ".join(f"{ident(n)} VARCHAR" for n in _raw_names(layout))
+    # fix_time_dropped: a typed timestamp whose time of day was dropped (a correction)
     con.execute(
         f"CREATE TEMP TABLE raw_rows (file VARCHAR, extract_date DATE, row_number BIGINT, "
-        f"{raw_columns})"
+        f"{raw_columns}, fix_time_dropped BOOLEAN)"
     )
     con.execute("CREATE TEMP TABLE malformed (file VARCHAR, row_number BIGINT, raw_line VARCHAR)")
 
@@ -353,18 +412,34 @@ def _load_file(
     spill_dir: Path,
 ) -> None:
     copies: list[Path] = []
+    types: dict[str, pa.DataType] = {}
     if extract.fmt == "parquet":
-        path, header = extract.path, _parquet_header(con, extract)
+        schema = _parquet_schema(extract)
+        path, header = extract.path, schema.names
         as_read = header
+        types = dict(zip(header, schema.types, strict=True))
     else:
         path, entry.encoding = _csv_text(extract, layout, spill_dir)
         if path != extract.path:
             copies.append(path)
         header = _csv_header(path)
         as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
-    by_normalised = {name.strip().lower(): read for name, read in zip(header, as_read, strict=True)}
+    normalised = [name.strip().lower() for name in header]
+    by_normalised = dict(zip(normalised, as_read, strict=True))
     wanted = {c.name.lower() for c in layout.columns}
-    entry.extra_columns = sorted(n for n in by_normalised if n not in wanted)
+    if not wanted & by_normalised.keys():
+        # Most likely the first line is data: say so, and quote none of it.
+        raise FileRejected(
+            f"{extract.path.name}: header row missing or unrecognised "
+            f"(it names no column of {layout.name})"
+        )
+    repeated = sorted({n for n in normalised if n in wanted and normalised.count(n) > 1})
+    if repeated:
+        raise FileRejected(
+            f"{extract.path.name}: column(s) {', '.join(repeated)} named more than once in the "
+            "header (names compared ignoring case and surrounding spaces)"
+        )
+    entry.extra_columns = sorted(mask_nhs_numbers(n) for n in by_normalised if n not in wanted)
     entry.missing_columns = [c.name for c in layout.columns if c.name.lower() not in by_normalised]
     missing_needed = [
         c.name for c in layout.columns if c.needed and c.name in entry.missing_columns
@@ -373,18 +448,27 @@ def _load_file(
         raise FileRejected(
             f"{extract.path.name}: missing column(s) {', '.join(missing_needed)} needed by a measure"
         )
+    for column in layout.columns:
+        arrow_type = types.get(by_normalised.get(column.name.lower(), ""))
+        if arrow_type is not None and pa.types.is_nested(arrow_type):
+            raise FileRejected(
+                f"{extract.path.name}: column {column.name} holds nested values "
+                f"({arrow_type}), not text"
+            )
 
-    selected = ", ".join(
-        f"CAST({ident(by_normalised[c.name.lower()])} AS VARCHAR)"
+    texts = [
+        _as_text(c, by_normalised[c.name.lower()], types.get(by_normalised[c.name.lower()]))
         if c.name.lower() in by_normalised
-        else "CAST(NULL AS VARCHAR)"
+        else ("CAST(NULL AS VARCHAR)", "false")
         for c in layout.columns
-    )
+    ]
+    selected = ", ".join(text for text, _ in texts)
+    time_dropped = " OR ".join(dropped for _, dropped in texts if dropped != "false") or "false"
     relation = _relation(path, extract.fmt, number, header)
     staged = f"staged_{number}"
     stage = (
-        f"CREATE TEMP TABLE {staged} AS "
-        f"SELECT row_number() OVER () AS accepted_no, {selected} FROM {{relation}}"
+        f"CREATE TEMP TABLE {staged} AS SELECT row_number() OVER () AS accepted_no, {selected}, "
+        f"{time_dropped} AS fix_time_dropped FROM {{relation}}"
     )
     try:
         try:
@@ -520,9 +604,12 @@ def _parsed_columns(column: RawColumn) -> list[str]:
         ]
     if column.kind is Kind.LSOA:
         known = f"upper({t}) IN (SELECT lsoa11_code FROM lsoa_ref)"
+        # Wales's LSOAs and Scotland's data zones: the person lives outside England.
+        elsewhere = f"regexp_full_match(upper({t}), '[WS]01[0-9]{{6}}')"
         return [
             f"CASE WHEN {known} THEN upper({t}) END AS v_{n}",
             f"NOT coalesce({known}, false) AS fix_unknown_lsoa",
+            f"coalesce({elsewhere}, false) AS outside_england",
         ]
     if column.kind is Kind.VOCABULARY:
         # Matched ignoring case (`male` is Male). Blank is "not given", not out of vocabulary,
@@ -538,10 +625,16 @@ def _parsed_columns(column: RawColumn) -> list[str]:
             f"coalesce({unknown}, false) AS fix_unknown_{n}",
         ]
     if column.kind is Kind.DECIMAL:
-        return [
-            f"TRY_CAST({t} AS DOUBLE) AS v_{n}",
-            f"({t} IS NOT NULL AND TRY_CAST({t} AS DOUBLE) IS NULL) AS fix_invalid_value_{n}",
+        # NaN, Infinity and overflowing numbers are no measurement: invalid, like text.
+        number = f"TRY_CAST({t} AS DOUBLE)"
+        finite = f"CASE WHEN isfinite({number}) THEN {number} END"
+        items = [
+            f"{finite} AS v_{n}",
+            f"({t} IS NOT NULL AND {finite} IS NULL) AS fix_invalid_value_{n}",
         ]
+        if column.non_negative:
+            items.append(f"coalesce({finite} < 0, false) AS negative_{n}")
+        return items
     return [f"{t} AS v_{n}"]
 
 
@@ -550,6 +643,7 @@ def _reason_sql(layout: SourceLayout) -> str:
     columns = layout.columns
     dates = [c for c in columns if c.kind in (Kind.DATE, Kind.UK_DATE)]
     codes = [c.output for c in columns if c.kind in CODE_KINDS]
+    non_negative = [c.output for c in columns if c.non_negative]
     required_text = [c.output for c in columns if c.required_value and c.kind is Kind.TEXT]
     any_of = " OR ".join
     cases = ["WHEN duplicate_rank > 1 THEN 'duplicate'"]
@@ -560,14 +654,25 @@ def _reason_sql(layout: SourceLayout) -> str:
         cases.append(f"WHEN {any_of(f'v_{c} IS NULL' for c in required_text)} THEN 'missing_value'")
     if dates:
         cases.append(f"WHEN {any_of(f'bad_{d.output}' for d in dates)} THEN 'invalid_date'")
-        implausible = any_of(
+        rules = [
             f"v_{d.output} < DATE {sql_str(EARLIEST_PLAUSIBLE)}"
             + ("" if d.may_be_future else f" OR v_{d.output} > extract_date")
             for d in dates
-        )
-        cases.append(f"WHEN coalesce({implausible}, false) THEN 'implausible_date'")
+        ]
+        rules += [f"v_{later} < v_{earlier}" for earlier, later in layout.date_order]
+        if layout.lifespan:
+            birth, death = layout.lifespan
+            rules.append(
+                f"v_{birth} <= coalesce(v_{death}, extract_date) "
+                f"- INTERVAL {OLDEST_PLAUSIBLE_AGE + 1} YEAR"
+            )
+        cases.append(f"WHEN coalesce({any_of(rules)}, false) THEN 'implausible_date'")
     if codes:
         cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
+    if non_negative:
+        cases.append(f"WHEN {any_of(f'negative_{c}' for c in non_negative)} THEN 'negative_value'")
+    if any(c.kind is Kind.LSOA for c in columns):
+        cases.append("WHEN outside_england THEN 'resident_outside_england'")
     return "CASE " + " ".join(cases) + " END"
 
 
@@ -667,12 +772,15 @@ def _conformed_query(layout: SourceLayout, files: list[str]) -> str:
 
 def _quarantine_query(layout: SourceLayout, files: list[str]) -> str:
     """Quarantined rows of some files with their raw values; an NHS number is kept only as its
-    pseudonym, or, when invalid, as its shape (digits masked), so no NHS number is stored."""
+    pseudonym, or, when invalid, as its shape (every digit of any script masked), and anything
+    like an NHS number in any other value or line is masked, so no NHS number is stored."""
     masked = []
     for column in layout.columns:
         value = ident(column.raw_name)
         if column.kind is Kind.NHS_NUMBER:
-            value = f"coalesce(person_id, regexp_replace({value}, '[0-9]', 'n', 'g'))"
+            value = f"coalesce(person_id, regexp_replace({value}, '\\p{{Nd}}', 'n', 'g'))"
+        else:
+            value = mask_nhs_numbers_sql(value)
         masked.append(f"{ident(column.name)} := {value}")
     return f"""
         SELECT {sql_str(layout.name)} AS source, file, row_number, reason, person_id,
@@ -680,8 +788,7 @@ def _quarantine_query(layout: SourceLayout, files: list[str]) -> str:
         FROM rows WHERE reason IS NOT NULL AND {_of_files(files)}
         UNION ALL
         SELECT {sql_str(layout.name)}, file, row_number, 'malformed_row', NULL,
-               to_json(struct_pack(line := regexp_replace(raw_line,
-                   '[0-9]{{3}}[ -]?[0-9]{{3}}[ -]?[0-9]{{4}}', 'nnnnnnnnnn', 'g')))::VARCHAR
+               to_json(struct_pack(line := {mask_nhs_numbers_sql("raw_line")}))::VARCHAR
         FROM malformed WHERE {_of_files(files)}
         ORDER BY file, row_number"""
 

@@ -21,11 +21,11 @@ class Kind(StrEnum):
     SNOMED = "snomed"  # SNOMED CT concept id, 6 to 18 digits
     BNF = "bnf"  # BNF presentation code; at least the 9-character substance
     ICD10 = "icd10"  # a diagnosis position; not a code after normalisation: emptied, counted
-    LSOA = "lsoa"  # LSOA 2011 code, checked against the reference lookup
+    LSOA = "lsoa"  # LSOA 2011 code, checked against the reference lookup; W01/S01: not England
     VOCABULARY = "vocabulary"  # one of a reference list; outside it: `unknown_value`, counted
     INTEGER = "integer"  # an identifier that must be a whole number
     AREA_CODE = "area_code"  # an ONS area code, E and eight digits
-    DECIMAL = "decimal"  # a measurement; unparseable: null, counted
+    DECIMAL = "decimal"  # a measurement; unparseable or not finite: null, counted
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RawColumn:
     required_value: bool = False  # blank is a fault
     may_be_future: bool = False  # dates only: else after the extract date is a fault
     sentinels: bool = False  # dates only: HES 1800-01-01 and 1801-01-01 mean no date
+    non_negative: bool = False  # decimals only: a negative value is a fault (a count)
     vocabulary: str | None = None  # reference file and column, "file.csv:column"
     unknown_value: str | None = None  # what an out-of-vocabulary value becomes
 
@@ -63,6 +64,12 @@ class SourceLayout:
     # A header-only file is a real answer for an authority with no events; a national extract
     # with no rows is a broken delivery.
     allow_no_rows: bool = False
+    # Dates of one row that must come in order, (earlier, later) by conformed name: out of
+    # order, the row is `implausible_date`.
+    date_order: tuple[tuple[str, str], ...] = ()
+    # (date of birth, date of death): older than the oldest plausible age at the extract date,
+    # or at death, is `implausible_date`.
+    lifespan: tuple[str, str] | None = None
 
     @property
     def nhs_column(self) -> RawColumn | None:
@@ -90,6 +97,11 @@ LAYOUTS: dict[str, SourceLayout] = {
                 RawColumn("date_of_death", Kind.DATE),
             ),
             is_register=True,
+            date_order=(
+                ("date_of_birth", "registration_start"),
+                ("date_of_birth", "date_of_death"),
+            ),
+            lifespan=("date_of_birth", "date_of_death"),
         ),
         SourceLayout(
             "gp_events",
@@ -175,8 +187,8 @@ LAYOUTS: dict[str, SourceLayout] = {
                 RawColumn("Value", Kind.DECIMAL),
                 RawColumn("Lower CI 95.0 limit", Kind.DECIMAL, needed=False),
                 RawColumn("Upper CI 95.0 limit", Kind.DECIMAL, needed=False),
-                RawColumn("Count", Kind.DECIMAL, needed=False),
-                RawColumn("Denominator", Kind.DECIMAL, needed=False),
+                RawColumn("Count", Kind.DECIMAL, needed=False, non_negative=True),
+                RawColumn("Denominator", Kind.DECIMAL, needed=False, non_negative=True),
                 RawColumn("Value note", Kind.TEXT, needed=False),
             ),
         ),
