@@ -5,14 +5,23 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from indices.publish import AuditFailed
+from indices.publish import AuditFailed, CatalogError
 from indices.sources.extracts import RawFolderError
 from indices.steps import PartsNotCurrent, RegisterUnusable
+from indices.storage import CannotWrite
 
 # A raw folder that cannot be used, an extract that changed during the run, a part made from
-# other extracts, an unusable register, a release that fails its audit: the same inputs fail
-# the same way, so the step fails at once with the library's line, and is not retried.
-PERMANENT = (RawFolderError, PartsNotCurrent, RegisterUnusable, AuditFailed)
+# other extracts, an unusable register, a release that fails its audit, a folder full or
+# read-only: the same inputs fail the same way (an operator must act first), so the step fails
+# at once with the library's line, and is not retried.
+PERMANENT = (
+    RawFolderError,
+    PartsNotCurrent,
+    RegisterUnusable,
+    AuditFailed,
+    CannotWrite,
+    CatalogError,
+)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ import fsspec
 import pytest
 from s3fs import S3FileSystem
 
-from indices import storage
+from indices import leftovers, storage
 from indices.lineage import prune_releases
 from indices.publish import (
     list_datasets,
@@ -110,6 +110,11 @@ def test_a_release_on_s3_is_published_listed_and_read_by_duckdb(bucket, tmp_path
     assert str(second.data_path) == f"{root}/demo/v000002/data.parquet"
     rows = analyst_query(root, "SELECT count(*), min(rank) FROM demo", tmp_path)
     assert rows == [(10, 1)]
+    storage.rm(f"{root}/catalog.duckdb")  # a publish that publishes nothing brings it back
+    assert not publish(
+        root, table(10, shift=3), [{"role": "r", "path": "x", "sha256": "1"}]
+    ).published
+    assert storage.exists(f"{root}/catalog.duckdb")
     releases = analyst_query(root, "SELECT list(version ORDER BY version) FROM releases", tmp_path)
     assert releases == [(["v000001", "v000002"],)]
     with pytest.raises(FileExistsError):  # a pointer is never overwritten
@@ -119,7 +124,7 @@ def test_a_release_on_s3_is_published_listed_and_read_by_duckdb(bucket, tmp_path
     assert not storage.exists(f"{root}/demo/v000001")
 
 
-def test_a_half_written_release_is_invisible_and_its_number_skipped(bucket, tmp_path):
+def test_a_half_written_release_is_invisible_and_its_number_skipped(bucket, tmp_path, monkeypatch):
     root = f"{bucket}/published"
     publish(root, table(5), [])
     # A run killed after uploading its files but before writing the pointer.
@@ -129,7 +134,12 @@ def test_a_half_written_release_is_invisible_and_its_number_skipped(bucket, tmp_
     third = publish(root, table(5, shift=1), [{"role": "r", "path": "x", "sha256": "2"}])
     assert third.version == "v000003"
     assert list_versions(root, "demo") == ["v000001", "v000003"]
-    prune_releases(root, "demo", keep=2)  # clears what the killed run left
+    # No lock keeps publishers out on an object store: a folder without a pointer may be one a
+    # live publisher is still uploading, so prune clears it only once it is old.
+    prune_releases(root, "demo", keep=2)
+    assert storage.exists(f"{root}/demo/v000002/data.parquet")
+    monkeypatch.setattr(leftovers, "STALE_AFTER", -1)
+    prune_releases(root, "demo", keep=2)
     assert not storage.exists(f"{root}/demo/v000002")
 
 

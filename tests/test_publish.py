@@ -20,6 +20,7 @@ from indices.cli import main
 from indices.publish import (
     ReleaseExists,
     file_sha256,
+    list_datasets,
     list_versions,
     move_into_place,
     publish_release,
@@ -100,6 +101,10 @@ from pathlib import Path
 import pyarrow as pa
 from indices.publish import publish_release
 root, shift = Path(sys.argv[1]), int(sys.argv[2])
+if sys.argv[3:] == ["after-pointer"]:  # killed right after its pointer, before its catalog
+    import os, signal
+    import indices.publish
+    indices.publish.rebuild_catalog = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 n = 2_000_000
 data = pa.table({"lsoa11_code": [f"E01{i:07d}" for i in range(n)],
                  "rank": [(i + shift) % n + 1 for i in range(n)]})
@@ -119,21 +124,60 @@ def assert_intact(root: Path) -> None:
     assert con.execute("SELECT count(*) FROM big").fetchone()[0] == 2_000_000
 
 
+def catalog_agrees(root: Path) -> bool:
+    """Whether the catalog lists every release the pointers name, the latest marked, and
+    answers for each (read independently of the code that builds it)."""
+    expected = {
+        (dataset, version, version == versions[-1])
+        for dataset in list_datasets(root)
+        for versions in [list_versions(root, dataset)]
+        for version in versions
+    }
+    try:
+        con = duckdb.connect(str(root / "catalog.duckdb"), read_only=True)
+        rows = set(con.execute("SELECT dataset, version, is_latest FROM releases").fetchall())
+        for dataset, version, latest in expected:
+            for view in [f"{dataset}__{version}", *([dataset] if latest else [])]:
+                con.execute(f'SELECT count(*) FROM "{view}"').fetchone()
+        con.close()
+    except duckdb.Error:
+        return False
+    return rows == expected
+
+
+def leftovers(root: Path) -> list[str]:
+    """Staging folders, catalog temporary files and logs in a publish folder."""
+    found = [p for p in (root / ".staging").glob("*")] + list(root.glob(".catalog.duckdb.*"))
+    return sorted(p.name for p in found + list(root.glob("*.wal")))
+
+
 def test_a_publish_killed_at_any_moment_leaves_the_previous_release(tmp_path):
     root = tmp_path / "published"
     subprocess.run([sys.executable, "-c", KILLED_PUBLISHER, str(root), "0"], check=True)
     assert list_versions(root, "big") == ["v000001"]
-    for delay in (0.3, 1.0, 1.7, 2.4):
+    for delay in (0.3, 1.0, 1.7, 2.4, "after-pointer"):
+        before = list_versions(root, "big")
+        moment = [] if isinstance(delay, float) else [delay]
         process = subprocess.Popen(
-            [sys.executable, "-c", KILLED_PUBLISHER, str(root), str(int(delay * 10))],
+            [sys.executable, "-c", KILLED_PUBLISHER, str(root), str(len(before)), *moment],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert process.stdout.readline().strip() == "writing"
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        if moment:
+            assert process.wait() == -signal.SIGKILL
+            assert list_versions(root, "big") == [*before, f"v{len(before) + 1:06d}"]
+            assert not catalog_agrees(root)  # its catalog still shows the previous release
+        else:
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
         assert_intact(root)
+        # The next publish call, even one publishing nothing, brings the catalog up to date
+        # with the pointers and clears what the killed run left.
+        publish(root, table(3), [], dataset="small")
+        assert catalog_agrees(root)
+        assert leftovers(root) == []
     versions = list_versions(root, "big")
     assert versions[0] == "v000001"
     assert versions == [f"v{i:06d}" for i in range(1, len(versions) + 1)]

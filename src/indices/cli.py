@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("dataset")
     prune.add_argument("--keep", type=int, required=True)
     prune.add_argument("--publish-dir")
+
+    catalog = commands.add_parser(
+        "catalog", help="check catalog.duckdb against the releases; rebuild it if it disagrees"
+    )
+    catalog.add_argument("--rebuild", action="store_true", help="rebuild it even if it agrees")
+    catalog.add_argument("--publish-dir")
     return parser
 
 
@@ -105,21 +112,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lineage": _lineage,
             "diff": _diff,
             "prune": _prune,
+            "catalog": _catalog,
         }
         return commands[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except Exception as error:
+        if not isinstance(error, _told_in_one_line()):
+            raise
         # SpecError is a ValueError: each of its lines names a field and the allowed values.
         for line in str(error).splitlines() or [type(error).__name__]:
             print(f"indices: error: {line}", file=sys.stderr)
         return 2
 
 
+def _told_in_one_line() -> tuple[type[Exception], ...]:
+    """The errors that are the operator's to fix (bad input, a folder that cannot be written, a
+    catalog that cannot be rebuilt), imported only when one happens: the command starts fast."""
+    from indices.publish import CatalogError
+    from indices.storage import CannotWrite
+
+    return (ValueError, FileNotFoundError, CannotWrite, CatalogError)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from indices import storage
     from indices.steps import AREA_DATASETS, start_run
 
     settings = Settings.resolve(
         args.raw_dir, args.warehouse_dir, args.publish_dir, args.reference_date
     )
+    for folder in (settings.warehouse_dir, settings.publish_dir):
+        storage.check_writable(folder)  # a full or read-only folder: one line, before the run
     settings = start_run(settings)  # what the run reads, decided once, now
     register = settings.inputs.of("gp_patients")[-1].path.name
     print(
@@ -132,14 +154,10 @@ def _run(args: argparse.Namespace) -> int:
     result = run_main_job(settings, quiet=True)
     if not result.success:
         for event in (e for e in result.all_events if e.is_step_failure):
-            error = event.step_failure_data.user_failure_data
-            why = (error.description if error else None) or event.step_failure_data.error.message
-            line = " ".join(str(why).split())  # the library's one line
-            print(f"indices: error: {event.step_key} failed: {line}", file=sys.stderr)
+            print(f"indices: error: {event.step_key} failed: {_cause(event)}", file=sys.stderr)
         return 1
     print(f"indices: run {result.run_id} succeeded")
     print(f"published datasets in {settings.publish_dir}:")
-    from indices import storage
     from indices.publish import list_versions
 
     for dataset in AREA_DATASETS:
@@ -161,6 +179,15 @@ def _run(args: argparse.Namespace) -> int:
         f"print(duckdb.connect('{catalog}', read_only=True).sql('{query}'))\""
     )
     return 0
+
+
+def _cause(step_failure) -> str:
+    """The first line of what made a step fail: the innermost error, without its class name."""
+    error = step_failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    line = (error.message.strip().splitlines() or [""])[0]
+    return re.sub(rf"^([\w.]+\.)?{re.escape(error.cls_name)}: ", "", line) or error.cls_name
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -248,6 +275,18 @@ def _prune(args: argparse.Namespace) -> int:
 
     removed = prune_releases(_publish_dir(args), args.dataset, args.keep)
     print(f"removed {len(removed)} release(s) of {args.dataset}: {', '.join(removed) or 'none'}")
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from indices import storage
+    from indices.publish import CATALOG, list_datasets, refresh_catalog
+
+    publish_dir = _publish_dir(args)
+    rebuilt = refresh_catalog(publish_dir, force=args.rebuild)
+    catalog = storage.join(publish_dir, CATALOG)
+    state = "rebuilt" if rebuilt else "agrees with the releases, kept"
+    print(f"{catalog}: {state} ({len(list_datasets(publish_dir))} datasets)")
     return 0
 
 

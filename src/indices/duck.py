@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import duckdb
 
-from indices import storage
+from indices import leftovers, storage
 
 MEMORY_LIMIT = os.environ.get("INDICES_DUCKDB_MEMORY", "2GB")
 
 
 def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory connection; large intermediates spill to `spill_dir` (local). It reads
-    the object stores in use through their fsspec filesystems (see `indices.storage`)."""
+    """A fresh in-memory connection; large intermediates spill to `spill_dir` (local), where
+    what dead runs left (spill folders, temporary copies) is removed first. It reads the object
+    stores in use through their fsspec filesystems (see `indices.storage`)."""
+    if spill_dir is not None:
+        with storage.writing(spill_dir):
+            Path(spill_dir).mkdir(parents=True, exist_ok=True)
+        leftovers.sweep(Path(spill_dir))  # everything in it is temporary, named after its owner
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": True})
     register(con)
     if spill_dir is not None:
-        Path(spill_dir).mkdir(parents=True, exist_ok=True)
         # A folder of its own: connections of runs going at once never share spill files. DuckDB
         # creates it, and removes it on close.
-        own = Path(spill_dir) / f"duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        own = Path(spill_dir) / f"duckdb-{leftovers.owner_tag()}"
         con.execute(f"SET temp_directory = {sql_str(own)}")
     return con
 
@@ -48,17 +51,25 @@ def copy_to_parquet(
     con: duckdb.DuckDBPyConnection, query: str, path: storage.Location, scratch: Path | None = None
 ) -> int:
     """Write a query to Parquet atomically: to a local temporary file (beside the target when it
-    is local, else in `scratch`), then renamed or uploaded into place; the rows written."""
+    is local, else in `scratch`), then renamed or uploaded into place; the rows written. A
+    folder that cannot be written is `storage.CannotWrite`, and the temporary file is removed."""
     if storage.is_url(path):
         tmp = storage.local_temp(scratch or storage.scratch_dir(path), ".parquet")
     else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    con.execute(
-        f"COPY ({query}) TO {sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
-    )
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(tmp)})").fetchone()[0]
-    storage.put(tmp, path)
+        with storage.writing(Path(path).parent):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        leftovers.sweep_beside(Path(path))
+        tmp = Path(path).with_name(f".{Path(path).name}.{leftovers.owner_tag()}.tmp")
+    try:
+        with storage.writing(tmp.parent):
+            con.execute(
+                f"COPY ({query}) TO {sql_str(tmp)} "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+            )
+        rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(tmp)})").fetchone()[0]
+        storage.put(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return rows
 
 

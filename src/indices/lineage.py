@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
+import time
 from pathlib import Path
 
-from indices import storage
+from indices import leftovers, storage
 from indices.duck import connect, ident, sql_str
 from indices.publish import (
     DATA_FILE,
-    STAGING,
+    clear_leftovers,
     list_versions,
     pointer_path,
     publish_lock,
@@ -121,12 +121,15 @@ def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int 
 
 def prune_releases(publish_dir: Path, dataset: str, keep: int) -> list[str]:
     """Remove all but the newest `keep` releases of a dataset (at least one is always kept),
-    and what killed runs left (staging folders, release folders no pointer names); the catalog
-    is rebuilt. The versions removed."""
+    and what dead runs left (`clear_leftovers`, release folders no pointer names); the catalog
+    is rebuilt. The versions removed. On an object store, where no lock keeps publishers out, a
+    folder without a pointer may be one a live publisher is still uploading: it is removed only
+    once older than `leftovers.STALE_AFTER`."""
     if keep < 1:
         raise ValueError("keep must be at least 1: the latest release is never removed")
     publish_dir = storage.coerce(publish_dir)
-    with publish_lock(publish_dir):
+    with storage.writing(publish_dir), publish_lock(publish_dir):
+        clear_leftovers(publish_dir)
         versions = list_versions(publish_dir, dataset)
         if not versions:
             raise ValueError(f"no releases of {dataset!r} in {publish_dir}")
@@ -135,13 +138,19 @@ def prune_releases(publish_dir: Path, dataset: str, keep: int) -> list[str]:
             storage.rm(pointer_path(publish_dir, dataset, version))  # first: now invisible
             _remove_folder(storage.join(publish_dir, dataset, version))
         for folder in release_folders(publish_dir, dataset):
-            if folder not in versions:
-                _remove_folder(storage.join(publish_dir, dataset, folder))
-        if not storage.is_url(publish_dir):
-            for leftover in (publish_dir / STAGING).glob(f"{dataset}-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
+            path = storage.join(publish_dir, dataset, folder)
+            if folder not in versions and _abandoned(path):
+                _remove_folder(path)
         rebuild_catalog(publish_dir)
     return removed
+
+
+def _abandoned(folder: storage.Location) -> bool:
+    """Whether a release folder without a pointer was left by a dead run. Locally, yes: the
+    publish lock held here keeps every publisher out between its folder and its pointer."""
+    if not storage.is_url(folder):
+        return True
+    return time.time() - storage.modified_time(folder) > leftovers.STALE_AFTER
 
 
 def _remove_folder(folder: storage.Location) -> None:

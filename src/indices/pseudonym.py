@@ -80,7 +80,7 @@ def load_key(warehouse_dir: Path | str) -> bytes:
     from_env = os.environ.get(KEY_ENV)
     if from_env:
         return from_env.encode()
-    from indices import storage
+    from indices import leftovers, storage
 
     if storage.is_url(warehouse_dir):
         path = storage.join(warehouse_dir, KEY_FILE)
@@ -91,19 +91,21 @@ def load_key(warehouse_dir: Path | str) -> bytes:
         return storage.read_text(path).strip().encode()
     path = Path(warehouse_dir) / KEY_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole and private beside, then linked into place, which fails if another run
         # got there first: two runs starting together never each use a different key, and none
         # reads a key file still being written.
-        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
+        with storage.writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            leftovers.sweep_beside(path)
+            tmp = path.with_name(f".{KEY_FILE}.{leftovers.owner_tag()}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 
 

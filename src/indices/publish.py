@@ -7,7 +7,15 @@ audited, moved into place (renamed locally, uploaded to an object store), and on
 pointer written, in one atomic step (a rename, or one PUT), so a killed run leaves at worst a
 folder no pointer names, which nothing lists. The publish folder may be local or an object-store
 URL (`indices.storage`): one code path. A release never changes; an unchanged rerun publishes
-nothing. `catalog.duckdb` is rebuilt after every publish and replaced atomically.
+nothing.
+
+The pointers are the truth; `catalog.duckdb` is derived from them. Every publish call, one that
+publishes nothing too, compares the catalog's `releases` table with the pointers and rebuilds it
+when they differ (after a run killed between its pointer and its catalog, say). A catalog is
+built to a temporary file, checked (every release a row and a view, every view read back with
+its manifest's row count), and only then renamed over the old one: a failed build (disk full,
+no permission) keeps the old catalog. Under the publish lock, what dead publishers left
+(staging folders, catalog temporary files) is removed first (`clear_leftovers`).
 """
 
 from __future__ import annotations
@@ -20,9 +28,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import indices
-from indices import storage
+from indices import leftovers, storage
 from indices.duck import ident, register, sql_str
 from indices.reference import file_sha256
 from indices.storage import Location
@@ -50,6 +57,10 @@ PERSON_COLUMNS = frozenset({"person_id", "nhs_number", "pseudonym", "date_of_bir
 
 class AuditFailed(Exception):
     """A staged release failed its audit and was not published."""
+
+
+class CatalogError(Exception):
+    """A rebuilt catalog failed its check against the pointers; the previous one is kept."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,26 @@ def version_name(number: int) -> str:
 
 def pointer_path(publish_dir: Location, dataset: str, version: str) -> Location:
     return storage.join(publish_dir, dataset, RELEASES, f"{version}.json")
+
+
+def staging_root(publish_dir: Location) -> Path:
+    """Where releases and catalogs are written before they are moved into place: the publish
+    folder's `.staging` (a rename away), or for an object store a local temporary folder."""
+    if storage.is_url(publish_dir):
+        return Path(tempfile.gettempdir()) / "indices-staging"
+    return Path(publish_dir) / STAGING
+
+
+def clear_leftovers(publish_dir: Location) -> list[str]:
+    """Remove what dead publishers left: staging folders, catalog temporary files and their
+    write-ahead logs, temporary pointer files; never what a live publisher is writing (see
+    `leftovers.sweep`). Called under the publish lock. The names removed."""
+    removed = leftovers.sweep(staging_root(publish_dir))
+    if not storage.is_url(publish_dir):  # an object store's temporary files are local, staged
+        removed += leftovers.sweep(Path(publish_dir), rf"\.{re.escape(CATALOG)}\..+\.tmp(\.wal)?")
+        for dataset in storage.listdir(publish_dir):
+            removed += leftovers.sweep(Path(publish_dir) / dataset / RELEASES, r"\..+\.tmp")
+    return removed
 
 
 def list_versions(publish_dir: Location, dataset: str) -> list[str]:
@@ -195,11 +226,13 @@ def publish_release(
     that feeds it changed."""
     publish_dir = storage.coerce(publish_dir)
     remote = storage.is_url(publish_dir)
-    scratch = Path(tempfile.gettempdir()) / "indices-staging" if remote else publish_dir / STAGING
-    staging = scratch / f"{dataset}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
+    scratch = staging_root(publish_dir)
+    staging = scratch / f"{dataset}.{leftovers.owner_tag()}"  # its owner's: see clear_leftovers
+    staged_in = scratch if remote else publish_dir  # the folder a failed write names
     try:
-        write_parquet(table, staging / DATA_FILE, sort_by)
+        with storage.writing(staged_in):
+            staging.mkdir(parents=True)
+            write_parquet(table, staging / DATA_FILE, sort_by)
         written = pq.read_table(staging / DATA_FILE)
         problems = audit_table(written, count_columns or [])
         if written.num_rows != table.num_rows:
@@ -211,7 +244,8 @@ def publish_release(
         data_hash = file_sha256(staging / DATA_FILE)
         files = [{"path": DATA_FILE, "sha256": data_hash, "rows": written.num_rows}]
         for name, content in sorted((extra_files or {}).items()):
-            (staging / name).write_bytes(content)
+            with storage.writing(staged_in):
+                (staging / name).write_bytes(content)
             files.append({"path": name, "sha256": file_sha256(staging / name)})
         code = code_version()
         fingerprint = _fingerprint(data_hash, inputs, upstream or [], code, reference_date)
@@ -240,12 +274,14 @@ def publish_release(
             "run_id": run_id,
             "fingerprint": fingerprint,
         }
-        with publish_lock(publish_dir):
+        with storage.writing(publish_dir), publish_lock(publish_dir):
+            clear_leftovers(publish_dir)
             versions = list_versions(publish_dir, dataset)
             manifest["changed_inputs"] = None
             if versions:
                 latest = read_manifest(publish_dir, dataset, versions[-1])
                 if latest.get("fingerprint") == fingerprint:
+                    ensure_catalog(publish_dir)  # a run killed after its pointer left it behind
                     path = storage.join(publish_dir, dataset, versions[-1])
                     return Release(dataset, versions[-1], path, False, latest)
                 from indices.lineage import changed_inputs
@@ -318,36 +354,144 @@ def _fingerprint(
 
 
 def list_datasets(publish_dir: Location) -> list[str]:
-    return sorted(
-        name
-        for name in storage.listdir(publish_dir)
-        if not name.startswith((".", "_")) and list_versions(publish_dir, name)
-    )
+    return sorted(_pointers(publish_dir))
 
 
-def rebuild_catalog(publish_dir: Location) -> Location:
-    """Rebuild `catalog.duckdb`: a view per dataset (its latest release), a view per release
-    (`<dataset>__<version>`) and a `releases` table. Paths are absolute (or URLs), so the catalog
-    answers from any working directory. Written locally, then renamed over (or uploaded over)
-    the old one."""
+def _pointers(publish_dir: Location) -> dict[str, list[str]]:
+    """Every dataset with a release, and its versions: what the catalog must show."""
+    found = {}
+    for name in storage.listdir(publish_dir):
+        if not name.startswith((".", "_")):
+            versions = list_versions(publish_dir, name)
+            if versions:
+                found[name] = versions
+    return found
+
+
+def _expected(publish_dir: Location, pointers: dict[str, list[str]]) -> tuple[set, set]:
+    """The catalog's `releases` rows (dataset, version, is_latest, manifest_path) and views,
+    for these pointers."""
+    rows = {
+        (d, v, v == versions[-1], str(storage.join(publish_dir, d, v, MANIFEST)))
+        for d, versions in pointers.items()
+        for v in versions
+    }
+    views = {f"{d}__{v}" for d, v, _, _ in rows} | set(pointers)
+    return rows, views
+
+
+def _catalog_state(con: duckdb.DuckDBPyConnection) -> tuple[set, set]:
+    rows = con.execute("SELECT dataset, version, is_latest, manifest_path FROM releases").fetchall()
+    views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    return set(rows), {name for (name,) in views}
+
+
+def _absolute(publish_dir: Location) -> Location:
+    """The publish folder as the catalog names it: absolute, or a URL."""
     publish_dir = storage.coerce(publish_dir)
-    if storage.is_url(publish_dir):
-        tmp = storage.local_temp(Path(tempfile.gettempdir()) / "indices-staging", ".duckdb")
-    else:
-        publish_dir = publish_dir.resolve()
-        tmp = publish_dir / f".{CATALOG}.{uuid.uuid4().hex}.tmp"
+    return publish_dir if storage.is_url(publish_dir) else publish_dir.resolve()
+
+
+def catalog_agrees(publish_dir: Location, pointers: dict[str, list[str]] | None = None) -> bool:
+    """Whether `catalog.duckdb` lists exactly the releases the pointers name, each latest one
+    marked and at this folder's path, with their views (a missing, unreadable or empty catalog
+    does not)."""
+    publish_dir = _absolute(publish_dir)
+    pointers = _pointers(publish_dir) if pointers is None else pointers
     target = storage.join(publish_dir, CATALOG)
-    con = duckdb.connect(str(tmp))
+    local = Path(target) if not storage.is_url(target) else None
+    try:
+        if local is None:
+            local = storage.local_temp(staging_root(publish_dir), f".{CATALOG}")
+            with storage.writing(local.parent):
+                storage.filesystem(target).get_file(str(target), str(local))
+        elif Path(f"{target}.wal").exists():  # a log of another catalog: it must go
+            return False
+        con = duckdb.connect(str(local), read_only=True)
+        try:
+            return _catalog_state(con) == _expected(publish_dir, pointers)
+        finally:
+            con.close()
+    except (FileNotFoundError, duckdb.Error):
+        return False
+    finally:
+        if local is not None and str(local) != str(target):
+            local.unlink(missing_ok=True)
+
+
+def ensure_catalog(publish_dir: Location, force: bool = False) -> bool:
+    """Rebuild `catalog.duckdb` when it disagrees with the pointers (always, with `force`);
+    whether it was rebuilt. Call under the publish lock."""
+    pointers = _pointers(publish_dir)
+    if not force and catalog_agrees(publish_dir, pointers):
+        return False
+    rebuild_catalog(publish_dir, pointers)
+    return True
+
+
+def refresh_catalog(publish_dir: Location, force: bool = False) -> bool:
+    """`ensure_catalog` under the publish lock, after clearing what dead runs left: for the
+    operator's `indices catalog`."""
+    publish_dir = storage.coerce(publish_dir)
+    with storage.writing(publish_dir), publish_lock(publish_dir):
+        clear_leftovers(publish_dir)
+        return ensure_catalog(publish_dir, force)
+
+
+def rebuild_catalog(
+    publish_dir: Location, pointers: dict[str, list[str]] | None = None
+) -> Location:
+    """Rebuild `catalog.duckdb` from the pointers: a view per dataset (its latest release), a
+    view per release (`<dataset>__<version>`) and a `releases` table. Paths are absolute (or
+    URLs), so the catalog answers from any working directory. Built in a temporary file,
+    checked against the pointers and manifests, then renamed over (or uploaded over) the old
+    one; when building or checking fails the old one is kept (`storage.CannotWrite` for a
+    folder that cannot be written, else `CatalogError`) and the temporary file removed."""
+    publish_dir = _absolute(publish_dir)
+    remote = storage.is_url(publish_dir)
+    pointers = _pointers(publish_dir) if pointers is None else pointers
+    manifests = {
+        (d, v): read_manifest(publish_dir, d, v)
+        for d, versions in pointers.items()
+        for v in versions
+    }
+    folder = staging_root(publish_dir) if remote else publish_dir
+    tmp = folder / f".{CATALOG}.{leftovers.owner_tag()}.tmp"  # its owner's: see clear_leftovers
+    wal = Path(f"{tmp}.wal")
+    target = storage.join(publish_dir, CATALOG)
+    try:
+        try:
+            with storage.writing(folder):
+                folder.mkdir(parents=True, exist_ok=True)
+                _write_catalog(tmp, publish_dir, pointers, manifests)
+        except duckdb.Error as error:  # not a failed write: a release's data cannot be read
+            raise CatalogError(f"{target} not replaced: {_first_line(error)}") from None
+        problem = _catalog_problem(tmp, publish_dir, pointers, manifests)
+        if problem:
+            raise CatalogError(f"{target} not replaced: {problem}")
+        if not remote:
+            # A log left beside the old catalog would be replayed into the new one.
+            Path(f"{target}.wal").unlink(missing_ok=True)
+        storage.put(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        wal.unlink(missing_ok=True)
+    return target
+
+
+def _write_catalog(
+    path: Path, publish_dir: Location, pointers: dict[str, list[str]], manifests: dict
+) -> None:
+    con = duckdb.connect(str(path))
     register(con)
     try:
         con.execute(
             "CREATE TABLE releases (dataset VARCHAR, version VARCHAR, reference_date DATE, "
             "created TIMESTAMPTZ, row_count BIGINT, is_latest BOOLEAN, manifest_path VARCHAR)"
         )
-        for dataset in list_datasets(publish_dir):
-            versions = list_versions(publish_dir, dataset)
+        for dataset, versions in sorted(pointers.items()):
             for version in versions:
-                manifest = read_manifest(publish_dir, dataset, version)
+                manifest = manifests[dataset, version]
                 data = sql_str(storage.join(publish_dir, dataset, version, DATA_FILE))
                 con.execute(
                     f"CREATE VIEW {ident(f'{dataset}__{version}')} AS "
@@ -367,7 +511,42 @@ def rebuild_catalog(publish_dir: Location) -> Location:
                 )
             latest = sql_str(storage.join(publish_dir, dataset, versions[-1], DATA_FILE))
             con.execute(f"CREATE VIEW {ident(dataset)} AS SELECT * FROM read_parquet({latest})")
+        # Written out now, so a full disk fails here rather than leaving the tables in a log.
+        con.execute("CHECKPOINT")
+    finally:
+        with suppress(duckdb.Error):  # after a failed checkpoint DuckDB refuses to go on
+            con.close()
+
+
+def _catalog_problem(
+    path: Path, publish_dir: Location, pointers: dict[str, list[str]], manifests: dict
+) -> str | None:
+    """What is wrong with a freshly built catalog, read back as an analyst would: a release
+    missing, a view unreadable or not of its manifest's row count; None when nothing is."""
+    if Path(f"{path}.wal").exists():
+        return "its write-ahead log was not checkpointed"
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        return f"it cannot be opened: {_first_line(error)}"
+    register(con)
+    try:
+        if _catalog_state(con) != _expected(publish_dir, pointers):
+            return "it does not list every release the pointers name"
+        for dataset, versions in pointers.items():
+            for version in versions:
+                views = [f"{dataset}__{version}"] + ([dataset] if version == versions[-1] else [])
+                expected = manifests[dataset, version]["row_count"]
+                for view in views:
+                    rows = con.execute(f"SELECT count(*) FROM {ident(view)}").fetchone()[0]
+                    if rows != expected:
+                        return f"view {view} has {rows} rows, its manifest says {expected}"
+    except duckdb.Error as error:
+        return f"it cannot be read: {_first_line(error)}"
     finally:
         con.close()
-    storage.put(tmp, target)
-    return target
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

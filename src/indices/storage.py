@@ -6,21 +6,114 @@ computes in-process over local files; for a URL, the connections of `indices.duc
 same fsspec filesystems, so `read_parquet('s3://...')` reads through them (no DuckDB extension is
 needed). Writes go to a local temporary file first and are uploaded whole: an object appears
 complete or not at all, as a rename does locally.
+
+Temporary files are named after their owner (`indices.leftovers`), so what a dead run left can
+be told from what a live one is writing. A folder that cannot be written (full, read-only, no
+permission) is `CannotWrite`, one line naming the folder and the cause.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
-import uuid
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import fsspec
 from fsspec.core import url_to_fs
 
+from indices.leftovers import owner_tag, sweep_beside
+
 Location = Path | str
 _REMOTE: dict[str, fsspec.AbstractFileSystem] = {}  # protocol -> filesystem in use
+
+# The causes of a failed write, by errno; DuckDB reports them in its message text.
+WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+class CannotWrite(Exception):
+    """A folder cannot be written: full, read-only or not permitted. One line: the folder and
+    the cause."""
+
+
+def write_failure(error: BaseException) -> str | None:
+    """The cause when an error (or one it was raised from) is a failed write, else None: an
+    `OSError` by its errno, a DuckDB or Arrow error by its message."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in WRITE_FAILURES:
+            return WRITE_FAILURES[seen.errno]
+        if isinstance(seen, OSError | duckdb.Error):
+            text = str(seen).lower()
+            for code, cause in WRITE_FAILURES.items():
+                if os.strerror(code).lower() in text:
+                    return cause
+            if isinstance(seen, PermissionError):  # an object store's refusal (no errno)
+                return WRITE_FAILURES[errno.EACCES]
+        seen = seen.__cause__
+    return None
+
+
+@contextmanager
+def writing(folder: Location) -> Iterator[None]:
+    """Writes under `folder`: a failed one (full, read-only, not permitted) is raised as
+    `CannotWrite("cannot write to <folder>: <cause>")`; any other error as it is."""
+    try:
+        yield
+    except CannotWrite:
+        raise
+    except (OSError, duckdb.Error) as error:
+        cause = write_failure(error)
+        if cause is None:
+            raise
+        raise CannotWrite(f"cannot write to {folder}: {cause}") from error
+
+
+def check_writable(folder: Location) -> None:
+    """Fail early, in one line, when a folder cannot be created or written: a small file is
+    written in it and removed."""
+    with writing(folder):
+        probe = join(folder, f".indices-write-check.{owner_tag()}.tmp")
+        if is_url(folder):
+            filesystem(folder).pipe_file(_path(probe), b"x" * 4096)
+            rm(probe)
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"x" * 4096)
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            Path(probe).unlink(missing_ok=True)
+
+
+def modified_time(loc: Location) -> float:
+    """When a file or folder last changed (for a folder on an object store: its newest object),
+    as a POSIX timestamp."""
+    if not is_url(loc):
+        return Path(loc).stat().st_mtime
+    fs = filesystem(loc)
+    times = []
+    for info in fs.find(_path(loc), detail=True, withdirs=False).values():
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if hasattr(stamp, "timestamp"):
+            times.append(stamp.timestamp())
+        elif isinstance(stamp, int | float):
+            times.append(float(stamp))
+    return max(times, default=time.time())  # unknown: as if new, so it is kept
 
 
 def is_url(location: Location) -> bool:
@@ -70,6 +163,13 @@ def join(loc: Location, *parts: str) -> Location:
     return Path(loc).joinpath(*parts)
 
 
+def parent(loc: Location) -> Location:
+    """The folder a file or folder is in."""
+    if is_url(loc):
+        return str(loc).rstrip("/").rsplit("/", 1)[0]
+    return Path(loc).parent
+
+
 def name(loc: Location) -> str:
     return str(loc).rstrip("/").rsplit("/", 1)[-1]
 
@@ -103,28 +203,31 @@ def write_bytes(loc: Location, data: bytes, exclusive: bool = False) -> None:
     (FileExistsError), atomically where the store supports conditional writes."""
     if is_url(loc):
         fs = filesystem(loc)
-        if exclusive:
-            if fs.exists(_path(loc)):
-                raise FileExistsError(str(loc))
-            try:
-                with fs.open(_path(loc), "xb") as handle:  # a conditional PUT where supported
-                    handle.write(data)
-                return
-            except (ValueError, NotImplementedError):
-                pass  # this filesystem has no exclusive create: the check above stands
-        fs.pipe_file(_path(loc), data)
+        if exclusive and fs.exists(_path(loc)):
+            raise FileExistsError(str(loc))
+        with writing(parent(loc)):
+            if exclusive:
+                try:
+                    with fs.open(_path(loc), "xb") as handle:  # a conditional PUT where supported
+                        handle.write(data)
+                    return
+                except (ValueError, NotImplementedError):
+                    pass  # this filesystem has no exclusive create: the check above stands
+            fs.pipe_file(_path(loc), data)
         return
     path = Path(loc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    try:
-        if exclusive:
-            os.link(tmp, path)  # fails if the target exists, and is atomic
-        else:
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_beside(path)
+        tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            if exclusive:
+                os.link(tmp, path)  # fails if the target exists, and is atomic
+            else:
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(loc: Location, text: str, exclusive: bool = False) -> None:
@@ -135,16 +238,18 @@ def put(local: Path, loc: Location) -> None:
     """Move a file or folder written locally to its place: a rename locally (atomic for a file
     and a folder), an upload to an object store (each object appears whole)."""
     if not is_url(loc):
-        Path(loc).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(local, loc) if Path(local).is_file() else os.rename(local, loc)
+        with writing(Path(loc).parent):
+            Path(loc).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(local, loc) if Path(local).is_file() else os.rename(local, loc)
         return
     fs = filesystem(loc)
-    if Path(local).is_dir():
-        for item in sorted(Path(local).rglob("*")):
-            if item.is_file():
-                fs.put_file(str(item), join(loc, item.relative_to(local).as_posix()))
-    else:
-        fs.put_file(str(local), _path(loc))
+    with writing(parent(loc)):
+        if Path(local).is_dir():
+            for item in sorted(Path(local).rglob("*")):
+                if item.is_file():
+                    fs.put_file(str(item), join(loc, item.relative_to(local).as_posix()))
+        else:
+            fs.put_file(str(local), _path(loc))
     Path(local).unlink() if Path(local).is_file() else None
 
 
@@ -180,6 +285,8 @@ def scratch_dir(warehouse: Location) -> Path:
 
 
 def local_temp(folder: Path, suffix: str) -> Path:
-    """A fresh local file name in a local folder, for a result that is then `put` in place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f".{uuid.uuid4().hex}{suffix}"
+    """A fresh local file name in a local folder, for a result that is then `put` in place;
+    named after its owner (see `indices.leftovers`)."""
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".{owner_tag()}{suffix}"

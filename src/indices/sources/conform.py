@@ -13,8 +13,9 @@ import csv
 import gzip
 import io
 import json
-import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indices import storage
+from indices import leftovers, storage
 from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
 from indices.pseudonym import (
     is_valid_nhs_number,
@@ -307,9 +308,9 @@ def _wide_encoding(head: bytes) -> str | None:
 
 def _transcoded_copy(path: Path, encoding: str, spill_dir: Path, skip: int = 0) -> Path:
     """A UTF-8 copy of a file in another encoding, its first `skip` bytes (a mark) left out."""
-    spill_dir.mkdir(parents=True, exist_ok=True)
-    copy = spill_dir / f"{path.name}.{os.getpid()}.utf8.csv"
+    copy = spill_dir / f"{path.name}.{leftovers.owner_tag()}.utf8.csv"
     with (
+        _scratch_copy(copy),
         _open_binary(path) as raw,
         codecs.getreader(encoding)(raw) as text,
         open(copy, "w", encoding="utf-8", newline="") as target,
@@ -318,6 +319,19 @@ def _transcoded_copy(path: Path, encoding: str, spill_dir: Path, skip: int = 0) 
         for chunk in iter(lambda: text.read(1 << 20), ""):
             target.write(chunk)
     return copy
+
+
+@contextmanager
+def _scratch_copy(copy: Path) -> Iterator[None]:
+    """Writing a temporary copy of a raw file: removed if writing fails (it may hold NHS
+    numbers), and a full or read-only scratch folder is one line, not a rejected file."""
+    with storage.writing(copy.parent):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            yield
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -348,9 +362,8 @@ def count_data_rows(extract: Extract) -> int:
 
 def _lf_copy(path: Path, spill_dir: Path) -> Path:
     """A plain copy of a CSV file with every CRLF turned into LF, streamed."""
-    spill_dir.mkdir(parents=True, exist_ok=True)
-    copy = spill_dir / f"{path.name}.{os.getpid()}.lf.csv"
-    with _open_binary(path) as source, open(copy, "wb") as target:
+    copy = spill_dir / f"{path.name}.{leftovers.owner_tag()}.lf.csv"
+    with _scratch_copy(copy), _open_binary(path) as source, open(copy, "wb") as target:
         held = b""
         for chunk in iter(lambda: source.read(1 << 20), b""):
             chunk = held + chunk
@@ -484,6 +497,10 @@ def _load_file(
             con.execute(f"DROP TABLE IF EXISTS rejects_scan_{number}")
             con.execute(stage.format(relation=relation.replace(sql_str(path), sql_str(copy))))
     except duckdb.Error as error:
+        if storage.write_failure(error):  # the scratch folder is full or read-only, not the file
+            raise storage.CannotWrite(
+                f"cannot write to {spill_dir}: {storage.write_failure(error)}"
+            ) from error
         first_line = str(error).strip().splitlines()[0]
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
     finally:
