@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from indices import steps
+from indices import run_inputs, steps
 from pipelines.assets.raw import ABSENT, INVALID, TRANSIENT_RETRY
 from pipelines.definitions import defs
 from pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -171,9 +171,19 @@ def tick(instance, raw: Path, cursor: str | None):
         instance=instance,
         cursor=cursor,
         definitions=defs,
-        resources={"settings": IndicesSettings(raw_dir=str(raw))},
+        resources={"settings": settings_of(raw)},
     )
     return defs.resolve_sensor_def("new_extracts").evaluate_tick(context)
+
+
+def settings_of(raw: Path) -> IndicesSettings:
+    return IndicesSettings(raw_dir=str(raw), warehouse_dir=str(raw.parent / "warehouse"))
+
+
+def decided_files(raw: Path, request: dg.RunRequest) -> set[str]:
+    """The extracts the requested run will read, decided by its launcher (the tags say which)."""
+    inputs = run_inputs.load(raw.parent / "warehouse", request.tags[run_inputs.INPUTS_TAG])
+    return {e["file"] for e in inputs.record()["extracts"]}
 
 
 def selected(request: dg.RunRequest) -> set[str]:
@@ -209,6 +219,11 @@ def test_the_sensor_runs_what_a_new_extract_makes_stale(instance, raw):
     assert request.tags["indices/changed_sources"] == "gp_events"
     assert request.tags[RANGE_START_TAG] == "E06000001"  # every authority's persons
     assert request.tags[RANGE_END_TAG] == "E06000053"
+    # What the run reads is decided now and handed to it: the new events, the register in force.
+    assert request.tags[run_inputs.REFERENCE_DATE_TAG] == "2025-03-31"
+    assert request.tags[run_inputs.REGISTER_TAG] == "gp_patients_2025-03-31.csv.gz"
+    files = decided_files(raw, request)
+    assert "gp_events_2025-04-30.csv.gz" in files and "gp_events_2025-03-31.csv.gz" not in files
     assert not new.dynamic_partitions_requests  # no new authority
     assert "gp_events/gp_events_2025-04-30.csv.gz" in json.loads(new.cursor)
 
@@ -298,7 +313,7 @@ def test_the_nightly_schedule(instance, raw):
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=at,
-        resources={"settings": IndicesSettings(raw_dir=str(raw))},
+        resources={"settings": settings_of(raw)},
     )
     (request,) = nightly.evaluate_tick(context).run_requests
     assert request.job_name in (None, "main")
@@ -306,6 +321,9 @@ def test_the_nightly_schedule(instance, raw):
     assert instance.get_dynamic_partitions("authority") == AUTHORITIES_IN_DEMO
     assert request.tags[RANGE_START_TAG] == "E06000001"
     assert request.tags[RANGE_END_TAG] == "E06000053"
+    # The extracts in force at 02:00 are what the run reads, whatever arrives before it ends.
+    assert request.tags[run_inputs.REFERENCE_DATE_TAG] == "2025-03-31"
+    assert len(decided_files(raw, request)) == 8
 
 
 # -- pruning the run history ------------------------------------------------------------------
