@@ -4,6 +4,7 @@ never a silently low number."""
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -65,7 +66,22 @@ def test_everything_is_published_when_all_extracts_arrive(extracts, tmp_path):
         ).fetchone()[0]
         == 0
     )
-    assert con.execute("SELECT lts_65plus FROM frailty_england").fetchone()[0] > 0
+    lts, suppressed, reason = con.execute(
+        "SELECT lts_65plus, lts_65plus_suppressed, withheld_reason FROM frailty_england"
+    ).fetchone()
+    assert reason is None
+    # Published, or null only as a recorded secondary suppression: in these extracts England's
+    # published 10 (at most 12) less E06000001's (at least 9: nine LSOAs are suppressed) would
+    # pin E06000017's suppressed count at 3 and each of its three LSOAs' at 1.
+    manifest = json.loads(
+        (tmp_path / "published" / "frailty_england" / "v000001" / "manifest.json").read_text()
+    )
+    secondary = manifest["disclosure"]["secondary_suppressed"]
+    assert (
+        (lts > 0)
+        if lts is not None
+        else (suppressed and {"area": "E92000001", "count": "lts_65plus"} in secondary)
+    )
 
 
 def test_a_rejected_social_care_file_withholds_that_authority_and_england(extracts, tmp_path):

@@ -3,8 +3,9 @@
 import dagster as dg
 
 from indices import steps, storage
-from indices.areas import COUNTS, RATES, column_descriptions
-from indices.publish import audit_table, list_versions
+from indices.areas import COUNTS, RATES, column_descriptions, published_problems
+from indices.disclosure import ROUNDING
+from indices.publish import audit_table, list_versions, read_manifest
 from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, markdown_table, release_metadata
@@ -55,18 +56,29 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
         asset=_published,
         name="disclosure_controlled",
         blocking=True,
-        description="The visible release has no person-level column and every count is 0, "
-        "null (suppressed) or a multiple of 5 from 10.",
+        description="The visible release has no person-level column and every count is what "
+        "its disclosure method (in its manifest) produces: under rounding 0, null (suppressed) "
+        "or a multiple of 5 from 10; under the cell-key method 0 or above its small-count "
+        "threshold; a null count is suppressed or withheld.",
     )
     def _disclosure_controlled(settings: IndicesSettings) -> dg.AssetCheckResult:
         publish_dir = settings.resolve().publish_dir
         latest = list_versions(publish_dir, dataset.name)[-1]
         table = storage.read_table(storage.join(publish_dir, dataset.name, latest, "data.parquet"))
-        problems = audit_table(table, [c.name for c in COUNTS])
+        record = read_manifest(publish_dir, dataset.name, latest).get("disclosure") or {}
+        method = record.get("method", ROUNDING)
+        problems = audit_table(table, [c.name for c in COUNTS], method)
+        problems += published_problems(table, method)
         undocumented = [c for c in table.column_names if c not in column_descriptions()]
         problems += [f"undocumented column {c}" for c in undocumented]
         return dg.AssetCheckResult(
-            passed=not problems, metadata={"version": latest, "problems": "; ".join(problems)}
+            passed=not problems,
+            metadata={
+                "version": latest,
+                "method": method,
+                "problems": "; ".join(problems),
+                "audit": dg.MetadataValue.json(record.get("audit") or {}),
+            },
         )
 
     return dg.Definitions(assets=[_published], asset_checks=[_disclosure_controlled])

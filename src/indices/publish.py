@@ -191,14 +191,15 @@ def input_record(path: Path, role: str) -> dict:
     return {"role": role, "path": str(path), "sha256": file_sha256(path)}
 
 
-def audit_table(table: pa.Table, count_columns: list[str]) -> list[str]:
-    """The generic audit of any release: no person columns, and counts that passed disclosure
-    control. Returns the problems found."""
+def audit_table(table: pa.Table, count_columns: list[str], method: str = "rounding") -> list[str]:
+    """The generic audit of any release: no person columns, and counts that the disclosure
+    control `method` could have produced (see `indices.disclosure.is_publishable`). Returns the
+    problems found."""
     from indices.disclosure import is_publishable
 
     problems = [f"person-level column {c!r}" for c in table.column_names if c in PERSON_COLUMNS]
     for column in count_columns:
-        bad = [v for v in table.column(column).to_pylist() if not is_publishable(v)]
+        bad = [v for v in table.column(column).to_pylist() if not is_publishable(v, method)]
         if bad:
             problems.append(
                 f"{column}: {len(bad)} value(s) not disclosure controlled, e.g. {bad[0]}"
@@ -220,10 +221,12 @@ def publish_release(
     count_columns: list[str] | None = None,
     extra_audit: Callable[[pa.Table], list[str]] | None = None,
     extra_files: dict[str, bytes] | None = None,
+    disclosure: dict | None = None,
     run_id: str | None = None,
 ) -> Release:
     """Write, audit, then publish one release of a dataset, or keep the current one if nothing
-    that feeds it changed."""
+    that feeds it changed. `disclosure` (method, parameters, audit) goes into the manifest and
+    its method decides which counts the audit accepts."""
     publish_dir = storage.coerce(publish_dir)
     remote = storage.is_url(publish_dir)
     scratch = staging_root(publish_dir)
@@ -234,7 +237,8 @@ def publish_release(
             staging.mkdir(parents=True)
             write_parquet(table, staging / DATA_FILE, sort_by)
         written = pq.read_table(staging / DATA_FILE)
-        problems = audit_table(written, count_columns or [])
+        method = (disclosure or {}).get("method", "rounding")
+        problems = audit_table(written, count_columns or [], method)
         if written.num_rows != table.num_rows:
             problems.append(f"wrote {written.num_rows} rows, expected {table.num_rows}")
         problems += extra_audit(written) if extra_audit else []
@@ -274,6 +278,8 @@ def publish_release(
             "run_id": run_id,
             "fingerprint": fingerprint,
         }
+        if disclosure is not None:
+            manifest["disclosure"] = disclosure
         with storage.writing(publish_dir), publish_lock(publish_dir):
             clear_leftovers(publish_dir)
             versions = list_versions(publish_dir, dataset)

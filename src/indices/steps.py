@@ -16,12 +16,14 @@ from indices import storage
 from indices.areas import (
     COUNTS,
     PARTITIONS,
+    area_release,
     build_area_counts,
     column_descriptions,
     published_area_table,
+    published_problems,
 )
 from indices.availability import Withheld, withheld_measures
-from indices.disclosure import SUPPRESS_BELOW, protect
+from indices.disclosure import SUPPRESS_BELOW, method_from_env, protect
 from indices.duck import connect, query_rows, sql_str, write_json_atomic
 from indices.measures.persons import UNLOCATED, build_long_term_support, build_persons
 from indices.pseudonym import load_key
@@ -609,12 +611,19 @@ def linkage_rate(results: list[SourceResult]) -> float | None:
 
 
 def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = None) -> Release:
-    """Write, audit and publish one area dataset from the private counts."""
+    """Write, audit and publish one area dataset from the private counts, disclosure controlled
+    together with the other area datasets and audited against their previous releases by the
+    deployment's method (`INDICES_DISCLOSURE`); the audit's cells go to the private warehouse."""
     counts_path = current_area_counts(settings)
     d = reference_date(settings)
+    datasets = {a.level: a.name for a in AREA_DATASETS}
+    release = area_release(counts_path, method_from_env(), settings.publish_dir, datasets)
+    write_json_atomic(
+        storage.join(settings.warehouse_dir, "measures", "disclosure_audit.json"), release.details
+    )
     con = connect()
     try:
-        table = published_area_table(counts_path, dataset.level, d, con)
+        table = published_area_table(release, dataset.level, d, con)
     finally:
         con.close()
     return publish_release(
@@ -622,11 +631,13 @@ def publish_area(settings: Settings, dataset: AreaDataset, run_id: str | None = 
         dataset.name,
         table,
         description=dataset.description,
-        column_descriptions=column_descriptions(),
+        column_descriptions=column_descriptions(release.method),
         sort_by=list(dataset.sort_by),
         reference_date=d,
         inputs=lineage_inputs(settings, PERSON_SOURCES),
         count_columns=[c.name for c in COUNTS],
+        extra_audit=lambda written: release.problems + published_problems(written, release.method),
+        disclosure=release.manifest_record(dataset.level),
         run_id=run_id,
     )
 
