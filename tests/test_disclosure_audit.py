@@ -280,6 +280,41 @@ def test_the_release_suppresses_the_next_smallest_count_where_its_tables_pin_one
     assert lad_manifest["disclosure"]["audit"] == record["audit"]
 
 
+def test_an_authority_whose_small_counts_nothing_can_protect_is_withheld_whole(tmp_path):
+    """Seven LSOAs with one person each receiving long-term support, their authority's 7
+    suppressed: each LSOA is exactly 1, and nothing published beside them can be suppressed
+    to hide it. The authority's count and its LSOAs' are withheld, saying why; the rest of the
+    release is published."""
+    lsoas = {f"A{i}": ("L1", lsoa_row(fit=20, low=15, lts=1)) for i in range(7)}
+    lsoas |= {f"B{i}": ("L2", lsoa_row(fit=30, low=20, lts=10)) for i in range(3)}
+    counts = write_counts_frame(counts_frame(lsoas), tmp_path / "counts.parquet")
+    release = publish_all(counts, tmp_path / "published")
+    assert release.problems == []
+    con = catalog(tmp_path / "published")
+    withheld = con.execute(
+        "SELECT lsoa11_code, lts_65plus, lts_65plus_suppressed, withheld_reason, pop_65plus "
+        "FROM frailty_lsoa WHERE lad19_code = 'L1' ORDER BY 1"
+    ).fetchall()
+    assert len(withheld) == 7
+    for _, lts, flag, reason, population in withheld:
+        assert lts is None and flag is False and population == 20
+        assert reason.startswith("lts_65plus: withheld in this authority by disclosure control")
+    lad = con.execute(
+        "SELECT lad19_code, lts_65plus, lts_65plus_suppressed, withheld_reason FROM frailty_lad"
+    ).fetchall()
+    assert lad[0][:3] == ("L1", None, False) and lad[0][3].startswith("lts_65plus: withheld")
+    assert lad[1] == ("L2", 30, False, None)
+    cells = release.cells  # what an attacker now sees pins no one
+    lo, hi = sdc.tighten(*cells.bounds(), cells.relations())
+    withheld = np.flatnonzero(np.isin(cells.areas, ["L1", *(f"A{i}" for i in range(7))]))
+    lts = withheld * len(COUNTS) + [c.name for c in COUNTS].index("lts_65plus")
+    assert (hi[lts] - lo[lts] >= 7).all() and not ((lo == hi) & cells.suppressed).any()
+    manifest = json.loads(
+        (tmp_path / "published" / "frailty_lad" / "v000001" / "manifest.json").read_text()
+    )
+    assert manifest["disclosure"]["audit"]["withheld_in_authority"] == 8
+
+
 def test_without_pins_every_count_follows_todays_rule(tmp_path):
     rng = np.random.default_rng(11)
     frame = frame_of_random_lsoas(rng, lads=3, lsoas=6)

@@ -384,42 +384,54 @@ def area_release(
         np.zeros(len(exact), bool),
         method,
     )
-    lo, hi = cells.bounds()
     relations = cells.relations()
     problems: list[str] = []
-    try:
-        if method == ROUNDING:
-            cells.secondary, lo, hi = audit.suppress_until_safe(
-                lo,
-                hi,
-                relations,
-                suppressed,
-                published & (values > 0) & ~unlocated,
-                exact,
-                (SUPPRESS_BELOW, audit.UNBOUNDED),
-                cells.authorities(),
-            )
-        else:
-            lo, hi = audit.tighten(lo, hi, relations)
-    except audit.Unprotectable as error:
-        # Refused: say which, and what would publish them.
-        problems.append(
-            f"disclosure audit: {len(error.cells)} suppressed count(s) can be worked out "
-            "exactly from the tables together and no count beside them can be suppressed to "
-            f"prevent it, e.g. {_named(cells, error.cells[:3])}; the cell-key method "
-            f"({METHOD_ENV}=cell_key) protects such areas"
-        )
-        cells.secondary, lo, hi = error.secondary, error.lo, error.hi
-    except audit.Infeasible as error:
-        raise ValueError(
-            "disclosure audit: the counts contradict the relations between them (a bug in "
-            f"the area counts), e.g. {_named(cells, error.cells[:3])}"
-        ) from None
+    blanked = np.zeros(len(exact), bool)
+    while True:
+        lo, hi = cells.bounds()
+        try:
+            if method == ROUNDING:
+                cells.secondary, lo, hi = audit.suppress_until_safe(
+                    lo,
+                    hi,
+                    relations,
+                    suppressed,
+                    published & (values > 0) & ~unlocated & ~blanked,
+                    exact,
+                    (SUPPRESS_BELOW, audit.UNBOUNDED),
+                    cells.authorities(),
+                )
+            else:
+                lo, hi = audit.tighten(lo, hi, relations)
+            break
+        except audit.Unprotectable as error:
+            # Nothing published beside them can be suppressed: the counts of these
+            # authorities are withheld whole (below), or if that frees nothing, refused.
+            more = _authority_cells(cells, error.cells) & ~blanked
+            if not more.any():
+                problems.append(
+                    f"disclosure audit: {len(error.cells)} suppressed count(s) can be worked "
+                    "out exactly from the tables together and no count beside them can be "
+                    f"suppressed to prevent it, e.g. {_named(cells, error.cells[:3])}; the "
+                    f"cell-key method ({METHOD_ENV}=cell_key) protects such areas"
+                )
+                cells.secondary, lo, hi = error.secondary, error.lo, error.hi
+                break
+            blanked |= more
+            suppressed = suppressed & ~blanked
+            cells.suppressed, cells.null = suppressed, cells.null | blanked
+        except audit.Infeasible as error:
+            raise ValueError(
+                "disclosure audit: the counts contradict the relations between them (a bug in "
+                f"the area counts), e.g. {_named(cells, error.cells[:3])}"
+            ) from None
     if method == ROUNDING:
         cells.suppressed = suppressed | cells.secondary
         cells.null = cells.null | cells.secondary
     report, details = _release_report(cells, lo, hi)
-    table = _protected_table(private, cells)
+    report["withheld_in_authority"] = int(blanked.sum())
+    details["withheld_in_authority"] = _interval_rows(cells, np.flatnonzero(blanked), lo, hi)
+    table = _protected_table(private, cells, blanked)
     release = AreaRelease(method, table, cells, report, details, problems)
     if publish_dir is not None and datasets:
         earlier = previous_releases(publish_dir, datasets, release)
@@ -433,8 +445,31 @@ def _named(cells: PublishedCells, chosen: np.ndarray) -> str:
     return ", ".join(f"{lvl} {area} {count}" for lvl, area, count in cells.cell_names(chosen))
 
 
-def _protected_table(private: pa.Table, cells: PublishedCells) -> pa.Table:
-    """Every level's published counts and flags (the unlocated row dropped)."""
+def _authority_cells(cells: PublishedCells, pinned: np.ndarray) -> np.ndarray:
+    """Every cell of the same count in the authorities of some cells, the authority's own and
+    its LSOAs' (or, outside any authority, the cells themselves).
+
+    When suppressed counts are pinned and nothing published beside them can be suppressed
+    (an authority's count of at most 7 and as many of its LSOAs suppressed: each is 1),
+    withholding one more cell would not do: whoever knows this rule knows a withheld cell was
+    suppressed, 1 to 7. Withheld together, an authority's count and all its LSOAs' (the zeros
+    too) say nothing of any one LSOA."""
+    n = len(COUNTS)
+    rows, counts = pinned // n, pinned % n
+    of_lad = np.where(cells.levels == "lsoa", cells.lads, cells.areas)
+    chosen = np.zeros(len(cells.values), bool)
+    for row, count in zip(rows, counts, strict=True):
+        if cells.levels[row] in ("lsoa", "lad"):
+            same = np.isin(cells.levels, ["lsoa", "lad"]) & (of_lad == of_lad[row])
+            chosen[np.flatnonzero(same) * n + count] = True
+        else:
+            chosen[row * n + count] = True
+    return chosen
+
+
+def _protected_table(private: pa.Table, cells: PublishedCells, blanked: np.ndarray) -> pa.Table:
+    """Every level's published counts and flags (the unlocated row dropped); counts withheld in
+    an authority by the audit (`blanked`) say so in `withheld_reason`."""
     n, rows = len(COUNTS), private.num_rows
     values = cells.values.reshape(-1, n)[:rows]
     null = cells.null.reshape(-1, n)[:rows]
@@ -444,7 +479,16 @@ def _protected_table(private: pa.Table, cells: PublishedCells) -> pa.Table:
         columns[c.name] = pa.array(values[:, i], pa.int64(), mask=null[:, i])
     for i, c in enumerate(COUNTS):
         columns[f"{c.name}_suppressed"] = pa.array(flags[:, i], pa.bool_())
-    columns["withheld_reason"] = private["withheld_reason"]
+    reasons = private["withheld_reason"].to_pylist()
+    for row, withheld in enumerate(blanked.reshape(-1, n)[:rows]):
+        names = [c.name for c, out in zip(COUNTS, withheld, strict=True) if out]
+        if names:
+            why = (
+                f"{', '.join(names)}: withheld in this authority by disclosure control (cell "
+                "by cell, its small counts could be worked out exactly)"
+            )
+            reasons[row] = f"{reasons[row]}; {why}" if reasons[row] else why
+    columns["withheld_reason"] = pa.array(reasons, pa.string())
     return pa.table(columns)
 
 
