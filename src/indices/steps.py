@@ -522,10 +522,14 @@ def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | N
     from indices.composite.spec import load_spec
 
     spec = load_spec(spec_path)
-    result = compute(spec, load_inputs(spec, settings.warehouse_dir))
+    data = load_inputs(spec, settings.warehouse_dir, publish_dir=settings.publish_dir)
+    result = compute(spec, data)
     uses_warehouse = bool(index_warehouse_inputs(spec))
     inputs = [
-        input_record(resolve_path(spec, i.path, settings.warehouse_dir), f"index input/{i.path}")
+        input_record(
+            resolve_path(spec, i.path, settings.warehouse_dir, settings.publish_dir),
+            f"index input/{i.path}",
+        )
         for i in spec.inputs
         if not i.path.startswith("warehouse:")
     ]
