@@ -101,7 +101,7 @@ import pyarrow as pa
 from indices.publish import publish_release
 root, shift = Path(sys.argv[1]), int(sys.argv[2])
 n = 2_000_000
-data = pa.table({"lsoa11_code": [f"E01{i:07d}" for i in range(n)],
+data = pa.table({"lsoa11_code": [f"E{i:08d}" for i in range(n)],
                  "rank": [(i + shift) % n + 1 for i in range(n)]})
 print("writing", flush=True)
 publish_release(root, "big", data, description="d", column_descriptions={},
