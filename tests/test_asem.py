@@ -30,7 +30,7 @@ import yaml
 
 from indices.cli import main
 from indices.composite.engine import Result, compute, load_inputs
-from indices.composite.spec import IndexSpec, Indicator, Node, load_spec, parse_spec, walk
+from indices.composite.spec import IndexSpec, Indicator, Node, load_spec, walk
 
 COINR = Path(__file__).resolve().parent / "data" / "coinr"
 assert (COINR / "README.md").exists(), f"COINr reference outputs not found at {COINR}"
@@ -78,7 +78,7 @@ def asem_spec(meta_path: Path, data_path: Path) -> dict:
         "title": "ASEM Sustainable Connectivity (COINr's example)",
         "unit": "uCode",
         "group": GROUP,
-        "inputs": [{"path": str(Path(data_path).resolve())}],
+        "inputs": [{"path": Path(data_path).name}],  # beside the spec
         "impute": {"method": "group_mean"},
         "treat": {"method": "coinr", "log_method": "log_ct"},
         "normalise": {"method": "minmax", "low": 0, "high": 100},
@@ -124,8 +124,11 @@ def spec_dict(data_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def spec(spec_dict: dict) -> IndexSpec:
-    return parse_spec(spec_dict, "asem")
+def spec(spec_dict: dict, data_path: Path) -> IndexSpec:
+    """The spec as a file beside its data, as a spec reads its inputs."""
+    path = data_path.parent / "asem.yaml"
+    path.write_text(yaml.safe_dump(spec_dict, sort_keys=False))
+    return load_spec(path)
 
 
 @pytest.fixture(scope="module")
@@ -196,11 +199,15 @@ def test_ranks_equal_coinrs(result: Result):
         assert (units[f"{domain}_rank"] == expected).all()
 
 
-def test_the_cli_builds_the_same_index(spec_dict: dict, result: Result, tmp_path: Path):
+def test_the_cli_builds_the_same_index(
+    spec_dict: dict, data_path: Path, result: Result, tmp_path: Path
+):
     spec_path = tmp_path / "asem.yaml"
     spec_path.write_text(yaml.safe_dump(spec_dict, sort_keys=False))
     out, steps = tmp_path / "out" / "asem.parquet", tmp_path / "steps"
-    status = main(["composite", str(spec_path), "--output", str(out), "--steps-dir", str(steps)])
+    # the spec elsewhere, its data named on the command line
+    argv = ["composite", str(spec_path), "--input", str(data_path), "--output", str(out)]
+    status = main([*argv, "--steps-dir", str(steps)])
     assert status == 0
     units = pq.read_table(out).to_pandas().set_index("uCode")
     coinr = read("pipeline_results_Aggs.csv")
@@ -214,14 +221,11 @@ def test_the_cli_builds_the_same_index(spec_dict: dict, result: Result, tmp_path
     assert sorted(p.name for p in steps.iterdir()) == sorted(f"{s}.parquet" for s in STEP_FILES)
 
 
-def test_the_data_as_coinr_ships_it(spec_dict: dict, result: Result):
+def test_the_data_as_coinr_ships_it(spec: IndexSpec, result: Result):
     """COINr's iData as it is, R's `NA` for missing values (in 17 columns, among them the
     `Energy` denominator of the Elec and Gas rates): the same build as the cleaned copy. A
     column indicator already reads `NA` as missing; a rate must do the same."""
-    spec = parse_spec(
-        {**spec_dict, "inputs": [{"path": str(COINR / "input_ASEM_iData.csv")}]}, "asem"
-    )
-    as_shipped = compute(spec, load_inputs(spec))
+    as_shipped = compute(spec, load_inputs(spec, override=COINR / "input_ASEM_iData.csv"))
     for step in STEP_FILES:
         pd.testing.assert_frame_equal(as_shipped.steps[step], result.steps[step])
     pd.testing.assert_frame_equal(as_shipped.units, result.units)

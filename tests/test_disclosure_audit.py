@@ -203,8 +203,8 @@ def frame_of_random_lsoas(rng, lads: int, lsoas: int, dense: bool = False) -> pd
     areas = {}
     for lad in range(lads):
         for lsoa in range(lsoas):
-            areas[f"A{lad:02d}{lsoa:02d}"] = (
-                f"L{lad:02d}",
+            areas[f"E01{lad:03d}{lsoa:03d}"] = (
+                f"E06{lad:06d}",
                 lsoa_row(*(int(x) for x in rng.integers(0, limits))),
             )
     return counts_frame(areas, lsoa_row(fit=3, low=1))
@@ -213,13 +213,16 @@ def frame_of_random_lsoas(rng, lads: int, lsoas: int, dense: bool = False) -> pd
 def pinned_counts() -> dict[str, tuple[str, dict]]:
     """LSOA A's eFI partition is the hand case above: 33 = 12 + 7 + 7 + 7."""
     return {
-        "A": ("L1", lsoa_row(fit=12, mild=7, moderate=7, severe=7, low=20, intermediate=9, lts=9)),
-        "B": (
-            "L1",
+        "E01000001": (
+            "E06000001",
+            lsoa_row(fit=12, mild=7, moderate=7, severe=7, low=20, intermediate=9, lts=9),
+        ),
+        "E01000002": (
+            "E06000001",
             lsoa_row(fit=40, mild=22, moderate=9, severe=3, low=31, intermediate=8, high=2, lts=12),
         ),
-        "C": (
-            "L1",
+        "E01000003": (
+            "E06000001",
             lsoa_row(fit=35, mild=14, moderate=10, severe=0, low=25, intermediate=9, high=0, lts=8),
         ),
     }
@@ -258,7 +261,7 @@ def test_the_release_suppresses_the_next_smallest_count_where_its_tables_pin_one
     con = catalog(tmp_path / "published")
     row = con.execute(
         "SELECT pop_65plus, efi_fit, efi_fit_suppressed, efi_mild, efi_mild_suppressed, "
-        "efi_moderate_severe_rate FROM frailty_lsoa WHERE lsoa11_code = 'A'"
+        "efi_moderate_severe_rate FROM frailty_lsoa WHERE lsoa11_code = 'E01000001'"
     ).fetchone()
     # efi_fit (12) would have been published as 10, pinning mild, moderate and severe at 7.
     assert row == (35, None, True, None, True, None)
@@ -267,7 +270,7 @@ def test_the_release_suppresses_the_next_smallest_count_where_its_tables_pin_one
     )
     record = manifest["disclosure"]
     assert record["method"] == ROUNDING and record["parameters"]["round_to"] == 5
-    assert {"area": "A", "count": "efi_fit"} in record["secondary_suppressed"]
+    assert {"area": "E01000001", "count": "efi_fit"} in record["secondary_suppressed"]
     assert record["audit"]["suppressed_pinned"] == 0
     assert record["audit"]["secondary_suppressed"] == len(np.flatnonzero(release.cells.secondary))
     # What the attacker now sees, from the published tables alone, pins nothing suppressed.
@@ -285,15 +288,15 @@ def test_an_authority_whose_small_counts_nothing_can_protect_is_withheld_whole(t
     suppressed: each LSOA is exactly 1, and nothing published beside them can be suppressed
     to hide it. The authority's count and its LSOAs' are withheld, saying why; the rest of the
     release is published."""
-    lsoas = {f"A{i}": ("L1", lsoa_row(fit=20, low=15, lts=1)) for i in range(7)}
-    lsoas |= {f"B{i}": ("L2", lsoa_row(fit=30, low=20, lts=10)) for i in range(3)}
+    lsoas = {f"E0100001{i}": ("E06000001", lsoa_row(fit=20, low=15, lts=1)) for i in range(7)}
+    lsoas |= {f"E0100002{i}": ("E06000002", lsoa_row(fit=30, low=20, lts=10)) for i in range(3)}
     counts = write_counts_frame(counts_frame(lsoas), tmp_path / "counts.parquet")
     release = publish_all(counts, tmp_path / "published")
     assert release.problems == []
     con = catalog(tmp_path / "published")
     withheld = con.execute(
         "SELECT lsoa11_code, lts_65plus, lts_65plus_suppressed, withheld_reason, pop_65plus "
-        "FROM frailty_lsoa WHERE lad19_code = 'L1' ORDER BY 1"
+        "FROM frailty_lsoa WHERE lad19_code = 'E06000001' ORDER BY 1"
     ).fetchall()
     assert len(withheld) == 7
     for _, lts, flag, reason, population in withheld:
@@ -302,11 +305,13 @@ def test_an_authority_whose_small_counts_nothing_can_protect_is_withheld_whole(t
     lad = con.execute(
         "SELECT lad19_code, lts_65plus, lts_65plus_suppressed, withheld_reason FROM frailty_lad"
     ).fetchall()
-    assert lad[0][:3] == ("L1", None, False) and lad[0][3].startswith("lts_65plus: withheld")
-    assert lad[1] == ("L2", 30, False, None)
+    assert lad[0][:3] == ("E06000001", None, False) and lad[0][3].startswith("lts_65plus: withheld")
+    assert lad[1] == ("E06000002", 30, False, None)
     cells = release.cells  # what an attacker now sees pins no one
     lo, hi = sdc.tighten(*cells.bounds(), cells.relations())
-    withheld = np.flatnonzero(np.isin(cells.areas, ["L1", *(f"A{i}" for i in range(7))]))
+    withheld = np.flatnonzero(
+        np.isin(cells.areas, ["E06000001", *(f"E0100001{i}" for i in range(7))])
+    )
     lts = withheld * len(COUNTS) + [c.name for c in COUNTS].index("lts_65plus")
     assert (hi[lts] - lo[lts] >= 7).all() and not ((lo == hi) & cells.suppressed).any()
     manifest = json.loads(
@@ -334,13 +339,13 @@ def test_without_pins_every_count_follows_todays_rule(tmp_path):
 def test_an_earlier_suppressed_count_pinned_by_one_newcomer_is_reported(tmp_path):
     # LSOA A has 7 persons 65+, all fit: suppressed. One fit person of 70 moves in: 8, so 10.
     before = {
-        "A": ("L1", lsoa_row(fit=7, low=3)),
-        "B": (
-            "L1",
+        "E01000001": ("E06000001", lsoa_row(fit=7, low=3)),
+        "E01000002": (
+            "E06000001",
             lsoa_row(fit=40, mild=20, moderate=9, severe=3, low=20, intermediate=8, high=2, lts=5),
         ),
     }
-    after = dict(before, A=("L1", lsoa_row(fit=8, low=3)))
+    after = before | {"E01000001": ("E06000001", lsoa_row(fit=8, low=3))}
     published = tmp_path / "published"
     first = publish_all(write_counts_frame(counts_frame(before), tmp_path / "1.parquet"), published)
     assert first.report["previous_release"] == {"releases": {}, "change_per_lsoa": 1}
@@ -353,8 +358,8 @@ def test_an_earlier_suppressed_count_pinned_by_one_newcomer_is_reported(tmp_path
         (r["area"], r["count"]): (r["low"], r["high"])
         for r in second.details["previous_release"]["earlier_suppressed_pinned"]
     }
-    assert pinned[("A", "pop_65plus")] == (7, 7)
-    assert pinned[("A", "efi_fit")] == (7, 7)
+    assert pinned[("E01000001", "pop_65plus")] == (7, 7)
+    assert pinned[("E01000001", "efi_fit")] == (7, 7)
     manifest = json.loads((published / "frailty_lsoa" / "v000002" / "manifest.json").read_text())
     assert manifest["disclosure"]["audit"]["previous_release"] == across
     # Rerun on the same counts: the identical latest release tells nothing new; set against v1.
@@ -363,8 +368,14 @@ def test_an_earlier_suppressed_count_pinned_by_one_newcomer_is_reported(tmp_path
 
 
 def test_an_authority_whose_change_exceeds_the_assumption_is_not_paired(tmp_path):
-    before = {"A": ("L1", lsoa_row(fit=7)), "B": ("L2", lsoa_row(fit=20))}
-    after = {"A": ("L1", lsoa_row(fit=30)), "B": ("L2", lsoa_row(fit=20))}
+    before = {
+        "E01000001": ("E06000001", lsoa_row(fit=7)),
+        "E01000002": ("E06000002", lsoa_row(fit=20)),
+    }
+    after = {
+        "E01000001": ("E06000001", lsoa_row(fit=30)),
+        "E01000002": ("E06000002", lsoa_row(fit=20)),
+    }
     published = tmp_path / "published"
     publish_all(write_counts_frame(counts_frame(before), tmp_path / "1.parquet"), published)
     second = area_release(
@@ -373,7 +384,7 @@ def test_an_authority_whose_change_exceeds_the_assumption_is_not_paired(tmp_path
         published,
         DATASETS,
     )
-    assert second.report["previous_release"]["authorities_not_paired"] == ["L1"]
+    assert second.report["previous_release"]["authorities_not_paired"] == ["E06000001"]
 
 
 # -- the cell-key method ----------------------------------------------------------------------------

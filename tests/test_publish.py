@@ -106,7 +106,7 @@ if sys.argv[3:] == ["after-pointer"]:  # killed right after its pointer, before 
     import indices.publish
     indices.publish.rebuild_catalog = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 n = 2_000_000
-data = pa.table({"lsoa11_code": [f"E01{i:07d}" for i in range(n)],
+data = pa.table({"lsoa11_code": [f"E{i:08d}" for i in range(n)],
                  "rank": [(i + shift) % n + 1 for i in range(n)]})
 print("writing", flush=True)
 publish_release(root, "big", data, description="d", column_descriptions={},

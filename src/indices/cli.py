@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps-dir", help="also write every step's values (raw ... aggregated) here"
     )
     composite.add_argument("--warehouse-dir", help="for specs that read `warehouse:` inputs")
+    composite.add_argument("--publish-dir", help="for specs that read `published:` inputs")
 
     commands.add_parser("dictionary", help="print the data dictionary (Markdown)")
 
@@ -221,9 +222,10 @@ def _composite(args: argparse.Namespace) -> int:
     from indices.composite.spec import load_spec
 
     spec = load_spec(args.spec)
-    warehouse = Settings.resolve(warehouse_dir=args.warehouse_dir).warehouse_dir
+    folders = Settings.resolve(warehouse_dir=args.warehouse_dir, publish_dir=args.publish_dir)
     override = Path(args.input) if args.input else None
-    result = compute(spec, load_inputs(spec, warehouse, override))
+    data = load_inputs(spec, folders.warehouse_dir, override, folders.publish_dir)
+    result = compute(spec, data)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(result.units, preserve_index=False), output)

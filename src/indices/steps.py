@@ -669,9 +669,13 @@ def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | N
     uses_warehouse = bool(index_warehouse_inputs(spec))
     if uses_warehouse:  # the area counts, the one warehouse table an index may read
         current_area_counts(settings)
-    result = compute(spec, load_inputs(spec, settings.warehouse_dir))
+    data = load_inputs(spec, settings.warehouse_dir, publish_dir=settings.publish_dir)
+    result = compute(spec, data)
     inputs = [
-        input_record(resolve_path(spec, i.path, settings.warehouse_dir), f"index input/{i.path}")
+        input_record(
+            resolve_path(spec, i.path, settings.warehouse_dir, settings.publish_dir),
+            f"index input/{i.path}",
+        )
         for i in spec.inputs
         if not i.path.startswith("warehouse:")
     ]

@@ -1,6 +1,11 @@
 """The composite engine: spec → inputs → indicators → impute → treat → normalise → weight →
 aggregate → score, rank, decile; then area summaries and rank uncertainty. Every step's values
-are kept, so each can be inspected and compared."""
+are kept, so each can be inspected and compared.
+
+The inputs are read by DuckDB: every declared input is loaded first, then the connection's
+external access is turned off and its configuration locked (`lock_down`), and only then does any
+text from the spec (filters, renames, columns) run, so nothing a spec says can read or write a
+file or change a setting."""
 
 from __future__ import annotations
 
@@ -14,7 +19,15 @@ import pandas as pd
 
 from indices import storage
 from indices.composite import methods
-from indices.composite.spec import IndexSpec, Indicator, Node, SpecError
+from indices.composite.filters import FilterRefused, render_filter
+from indices.composite.spec import (
+    MAX_RUN_DRAWS,
+    IndexSpec,
+    Indicator,
+    Node,
+    SpecError,
+    input_location,
+)
 from indices.duck import connect, ident, sql_str
 from indices.reference import reference_dir
 
@@ -46,18 +59,47 @@ class Result:
 # -- inputs --------------------------------------------------------------------------------------
 
 
-def resolve_path(spec: IndexSpec, path: str, warehouse_dir: Path | None) -> Path:
-    """`reference:<file>`, `warehouse:<file>`, or a path absolute or relative to the spec."""
-    if path.startswith("reference:"):
-        return reference_dir() / path.removeprefix("reference:")
-    if path.startswith("warehouse:"):
+def _within(spec: IndexSpec, path: str, folder: Path, relative: str, name: str) -> Path:
+    """`folder / relative` with every symlink followed, refused unless it stays in `folder`."""
+    folder = folder.resolve()
+    candidate = (folder / relative).resolve()
+    if not candidate.is_relative_to(folder):
+        raise SpecError(f"{spec.name}: input {path} leads outside {name} (through a symlink)")
+    return candidate
+
+
+def resolve_path(
+    spec: IndexSpec,
+    path: str,
+    warehouse_dir: storage.Location | None,
+    publish_dir: storage.Location | None = None,
+) -> storage.Location:
+    """A file in the spec's folder, `reference:<file>`, `published:<dataset>` (its latest
+    release) or `warehouse:<file>` (an area-level aggregate, `spec.WAREHOUSE_INPUTS`)."""
+    try:
+        kind, rest = input_location(path)
+    except ValueError as error:
+        raise SpecError(f"{spec.name}: input {error}") from None
+    if kind == "reference":
+        return _within(spec, path, reference_dir(), rest, "the reference folder")
+    if kind == "warehouse":
         if warehouse_dir is None:
             raise SpecError(f"{spec.name}: input {path} needs the warehouse folder")
-        return storage.join(warehouse_dir, path.removeprefix("warehouse:"))
-    candidate = Path(path)
-    if not candidate.is_absolute() and spec.source is not None:
-        candidate = spec.source.parent / candidate
-    return candidate
+        return storage.join(warehouse_dir, rest)
+    if kind == "published":
+        from indices.publish import DATA_FILE, list_versions
+
+        if publish_dir is None:
+            raise SpecError(f"{spec.name}: input {path} needs the publish folder")
+        versions = list_versions(publish_dir, rest)
+        if not versions:
+            raise SpecError(f"{spec.name}: input {path}: no release of {rest} in {publish_dir}")
+        return storage.join(publish_dir, rest, versions[-1], DATA_FILE)
+    if spec.source is None:
+        raise SpecError(
+            f"{spec.name}: input {path}: a spec not read from a file has no folder to read it from"
+        )
+    return _within(spec, path, spec.source.parent, rest, "the spec's folder")
 
 
 def _reader(path: storage.Location) -> str:
@@ -68,32 +110,46 @@ def _reader(path: storage.Location) -> str:
     return f"read_csv({sql_str(path)}, header = true)"
 
 
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """No file, network or extension access from here on, and no setting can change back."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def load_inputs(
-    spec: IndexSpec, warehouse_dir: Path | None = None, override: Path | None = None
+    spec: IndexSpec,
+    warehouse_dir: storage.Location | None = None,
+    override: Path | None = None,
+    publish_dir: storage.Location | None = None,
 ) -> pd.DataFrame:
     """The spec's input tables joined on the unit key (the first table defines the units).
-    `override` replaces the first table, for `indices composite SPEC --input FILE`."""
+    `override` replaces the first table, for `indices composite SPEC --input FILE`; `publish_dir`
+    is where `published:` inputs are read from."""
     con = connect()
     try:
-        tables = []
         for number, source in enumerate(spec.inputs):
             path = (
                 override
                 if (number == 0 and override)
-                else resolve_path(spec, source.path, warehouse_dir)
+                else resolve_path(spec, source.path, warehouse_dir, publish_dir)
             )
+            _run(spec, source.path, con, f"CREATE TEMP TABLE raw{number} AS FROM {_reader(path)}")
+        lock_down(con)  # before any text from the spec runs
+        tables = []
+        for number, source in enumerate(spec.inputs):
             renames = ", ".join(f"{ident(a)} AS {ident(b)}" for a, b in source.rename.items())
             select = f"* RENAME ({renames})" if renames else "*"
-            query = f"SELECT {select} FROM {_reader(path)}"
+            rows = f"raw{number}"
             if source.where:
-                query += f" WHERE {source.where}"
+                try:  # checked again: the spec may have changed since it was loaded
+                    rows = f"({render_filter(source.where, rows)})"  # DuckDB's rendering
+                except FilterRefused as error:
+                    raise SpecError(f"{spec.name}: input {source.path}: where {error}") from None
+            query = f"SELECT {select} FROM {rows}"
             if source.columns:
                 query = f"SELECT {', '.join(ident(c) for c in source.columns)} FROM ({query})"
-            try:
-                con.execute(f"CREATE TEMP TABLE t{number} AS {query}")
-            except duckdb.Error as error:
-                first_line = str(error).strip().splitlines()[0]
-                raise SpecError(f"{spec.name}: input {source.path}: {first_line}") from None
+            _run(spec, source.path, con, f"CREATE TEMP TABLE t{number} AS {query}")
+            con.execute(f"DROP TABLE raw{number}")
             columns = [r[0] for r in con.execute(f"DESCRIBE t{number}").fetchall()]
             if spec.unit not in columns:
                 raise SpecError(f"{spec.name}: input {source.path} has no unit column {spec.unit}")
@@ -125,6 +181,14 @@ def load_inputs(
     if missing:
         raise SpecError(f"{spec.name}: the inputs have no column(s) {', '.join(missing)}")
     return frame.set_index(spec.unit)
+
+
+def _run(spec: IndexSpec, path: str, con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    try:
+        con.execute(statement)
+    except duckdb.Error as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise SpecError(f"{spec.name}: input {path}: {first_line}") from None
 
 
 # -- the steps -----------------------------------------------------------------------------------
@@ -214,6 +278,12 @@ def ranked(score: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
 
 def compute(spec: IndexSpec, data: pd.DataFrame) -> Result:
     """Compute an index on its joined input table (indexed by the unit key)."""
+    draws = spec.uncertainty.runs * len(data)
+    if draws > MAX_RUN_DRAWS:
+        raise SpecError(
+            f"{spec.name}: uncertainty.runs {spec.uncertainty.runs} × {len(data)} units = "
+            f"{draws:,} ranks to draw, more than {MAX_RUN_DRAWS:,}; lower uncertainty.runs"
+        )
     raw = raw_indicators(spec, data)
     groups = data[spec.group] if spec.group else None
     imputed, counts = methods.impute(raw, spec.impute.method, groups=groups, **spec.impute.params)

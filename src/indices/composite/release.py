@@ -12,7 +12,14 @@ from indices import storage
 from indices.composite.engine import SUMMARY_MEASURES, Result
 from indices.composite.report import render_report
 from indices.composite.spec import IndexSpec, Indicator, walk
-from indices.publish import DATA_FILE, Release, file_sha256, list_versions, publish_release
+from indices.publish import (
+    DATA_FILE,
+    Release,
+    area_code_problems,
+    file_sha256,
+    list_versions,
+    publish_release,
+)
 
 LEVEL_NAMES = {"lsoa11_code": "lsoa", "lad19_code": "lad"}
 REPORT = "report.html"  # beside the small-area data of every index release
@@ -59,6 +66,17 @@ def column_descriptions(spec: IndexSpec) -> dict[str, str]:
     return described
 
 
+def one_row_per_area(spec: IndexSpec):
+    """The audit an index adds to every release's: its unit and group are areas (ONS codes),
+    whatever they are called, so an index is never one row per person."""
+
+    def audit(table: pa.Table) -> list[str]:
+        keys = [c for c in (spec.unit, spec.group) if c and c in table.column_names]
+        return area_code_problems(table, keys)
+
+    return audit
+
+
 def _table(frame) -> pa.Table:
     return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
 
@@ -100,6 +118,7 @@ def publish_index(
             reference_date=reference_date,
             inputs=spec_input + inputs,
             upstream=upstream,
+            extra_audit=one_row_per_area(spec),
             extra_files={REPORT: report} if role == "units" else None,
             run_id=run_id,
         )

@@ -1,10 +1,17 @@
 """Index specs: a YAML file declares a tree (indicators → domains → index), each node with its
 weight and methods. Loading validates it; a wrong spec is a one-line-per-problem error naming the
-field and the allowed values."""
+field and the allowed values.
+
+A spec is data, not code: it is read with a YAML loader that refuses anchors and aliases and deep
+nesting, within the size limits below; each `where` must be one plain boolean expression
+(`indices.composite.filters`); and an input may only be a file beside the spec, a `reference:`
+file, a `published:` dataset or one of the warehouse's area-level aggregate tables
+(`WAREHOUSE_INPUTS`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -20,6 +27,20 @@ from pydantic import (
 )
 
 from indices.composite import methods
+from indices.composite.filters import FilterRefused, render_filter
+
+MAX_SPEC_BYTES = 1 << 20  # 1 MiB
+MAX_YAML_DEPTH = 100  # nested mappings and lists
+MAX_TREE_DEPTH = 20  # levels of the index tree, the index and its leaves included
+MAX_TREE_NODES = 1000  # nodes and indicators
+MAX_INPUTS = 20
+MAX_RUNS = 10_000  # uncertainty runs
+MAX_RUN_DRAWS = 10_000_000  # uncertainty runs × units: the ranks drawn and held in memory
+# Of the private warehouse a spec may read only these area-level aggregates (the frailty index
+# reads the exact counts on purpose: the index is published, the counts behind it are not).
+WAREHOUSE_INPUTS = frozenset({"measures/area_counts.parquet"})
+INPUT_KINDS = ("reference", "published", "warehouse")
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class SpecError(ValueError):
@@ -75,15 +96,62 @@ class Aggregate(Step):
     registry, kind = methods.AGGREGATORS, "aggregation"
 
 
+def input_location(path: str) -> tuple[str, str]:
+    """Where an input lives: `(kind, rest)`, kind `spec` (a file in the spec's folder),
+    `reference`, `warehouse` (rest a relative path) or `published` (rest a dataset name).
+    A ValueError names an input a spec may not read."""
+    kind, colon, rest = path.partition(":")
+    if not colon:
+        kind, rest = "spec", path
+    elif kind not in INPUT_KINDS:
+        raise ValueError(
+            f"{path}: unknown kind of input {kind + ':'!r}; an input is a file beside the spec, "
+            "reference:<file>, published:<dataset> or warehouse:<aggregate table>"
+        )
+    if kind == "published":
+        if not DATASET_NAME.fullmatch(rest):
+            raise ValueError(f"{path}: not a dataset name (lower snake case)")
+        return kind, rest
+    relative = PurePosixPath(rest)
+    if not rest or relative.is_absolute():
+        raise ValueError(
+            f"{path}: {'absolute' if rest else 'empty'}; give a path within the folder"
+        )
+    if ".." in relative.parts:
+        raise ValueError(f"{path}: goes up a folder (..); give a path within the folder")
+    if kind == "warehouse" and relative.as_posix() not in WAREHOUSE_INPUTS:
+        raise ValueError(
+            f"{path} is private: of the warehouse a spec may read only the area-level "
+            f"aggregates {', '.join(sorted(WAREHOUSE_INPUTS))}"
+        )
+    return kind, relative.as_posix()
+
+
 class Input(Strict):
-    """A table the index reads: a CSV or Parquet path, absolute or relative to the spec's
-    folder, or `reference:<file>` (reference data) or `warehouse:<file>` (the private warehouse).
-    Tables after the first are joined to it on the unit key."""
+    """A table the index reads: a CSV or Parquet file in the spec's folder (a relative path),
+    `reference:<file>` (reference data), `published:<dataset>` (the latest release of a published
+    dataset) or `warehouse:<file>` (only the area-level aggregates in `WAREHOUSE_INPUTS`). Tables
+    after the first are joined to it on the unit key."""
 
     path: str
-    where: str | None = None  # a DuckDB filter, e.g. "level = 'lsoa'"
+    where: str | None = None  # one boolean expression over the columns, e.g. "level = 'lsoa'"
     rename: dict[str, str] = Field(default_factory=dict)
     columns: list[str] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def readable(cls, value: str) -> str:
+        input_location(value)
+        return value
+
+    @model_validator(mode="after")
+    def plain_filter(self) -> Input:
+        if self.where is not None:
+            try:
+                render_filter(self.where, "input")
+            except FilterRefused as error:
+                raise ValueError(f"input {self.path}: where {error}") from None
+        return self
 
 
 class Indicator(Strict):
@@ -166,8 +234,9 @@ class Summaries(Strict):
 class Uncertainty(Strict):
     """Monte Carlo sensitivity analysis: weights perturbed and methods drawn per run."""
 
-    runs: int = Field(default=0, ge=0)
-    seed: int = 0
+    # Strict: `runs: 1.0e+8` is an error, not a hundred million runs.
+    runs: int = Field(default=0, ge=0, le=MAX_RUNS, strict=True)
+    seed: int = Field(default=0, strict=True)
     weight_noise: float = Field(default=0.25, ge=0, lt=1)
     normalise: list[str] = Field(default_factory=list)
     aggregate: list[str] = Field(default_factory=list)
@@ -240,20 +309,80 @@ def _describe(error: ValidationError, source: str) -> str:
     return "\n".join(dict.fromkeys(lines))
 
 
+def _size_problem(data: dict) -> str | None:
+    """Too many inputs, or a tree too deep or too large; walked without recursion, before
+    validation recurses into it."""
+    inputs = data.get("inputs")
+    if isinstance(inputs, list) and len(inputs) > MAX_INPUTS:
+        return f"inputs: at most {MAX_INPUTS} inputs, not {len(inputs)}"
+    stack, count = [(data.get("index"), 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        count += 1
+        if depth > MAX_TREE_DEPTH:
+            return f"index: the tree is deeper than {MAX_TREE_DEPTH} levels"
+        if count > MAX_TREE_NODES:
+            return f"index: at most {MAX_TREE_NODES} nodes and indicators"
+        children = node.get("children")
+        if isinstance(children, list):
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def parse_spec(data: dict, source: str = "spec") -> IndexSpec:
+    problem = _size_problem(data)
+    if problem:
+        raise SpecError(f"{source}: {problem}")
     try:
         return IndexSpec.model_validate(data)
     except ValidationError as error:
         raise SpecError(_describe(error, source)) from None
 
 
+class _Refused(Exception):
+    """YAML a spec may not use; the message says where and why."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """The safe loader, refusing anchors and aliases (so nothing can expand: no "billion laughs")
+    and nesting deeper than MAX_YAML_DEPTH (so nothing recurses that deep)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(f"line {line}: YAML anchors and aliases (& and *) are not allowed")
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise _Refused(f"line {line}: nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def load_spec(path: Path | str) -> IndexSpec:
     """Read and validate a spec file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)  # never more, whatever the file
     except OSError as error:
         raise SpecError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than 1 MiB, the most a spec may be")
+    try:
+        data = yaml.load(raw.decode("utf-8"), Loader=_SpecLoader)  # noqa: S506 (a safe loader)
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not UTF-8 text") from None
+    except _Refused as error:
+        raise SpecError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
