@@ -490,6 +490,9 @@ def test_a_step_that_cannot_write_fails_with_that_line():
     def full() -> None:
         raise storage.CannotWrite(line)
 
-    result = dg.materialize([full], raise_on_error=False)
+    # An instance of its own, entered: Dagster reads its definitions state through the current
+    # instance, which an earlier test may have left pointing at one since gone.
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([full], instance=instance, raise_on_error=False)
     failures = [e for e in result.all_events if e.is_step_failure]
     assert [_cause(e) for e in failures] == [line]
