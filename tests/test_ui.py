@@ -366,6 +366,7 @@ def test_a_backfill_fans_out_one_run_per_authority_then_the_national_counts(ui, 
         ["conformed", "asc_cld"],
         ["measures", "long_term_support"],
         ["measures", "persons"],
+        ["measures", "persons_unlocated"],
         ["measures", "area_counts"],
     ]
     launched = ui.graphql(
