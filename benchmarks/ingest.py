@@ -5,14 +5,14 @@ For each population size N given on the command line (default 100,000 and 1,000,
 1. Synthetic raw extracts of all six sources are generated with `indices.synth.generate`
    (`extract_date=2025-03-31`, `seed=1`, every local authority, gzipped CSV, 1% row faults) into a
    scratch folder. Generation is timed and reported on its own row; it is not part of the pipeline.
-2. Every source is conformed with `indices.steps.conform`, gp_patients first, in the order of
-   `steps.SOURCES`, each in a FRESH child process, as Dagster's multiprocess executor would run
+2. Every source is conformed with `indices.sources.conformed.conform`, gp_patients first, in the order of
+   `registry.SOURCES`, each in a FRESH child process, as Dagster's multiprocess executor would run
    it, so a step's peak memory is its own. Per source: data rows read, rows per second, wall
    seconds of the step call, the child's peak resident set size, and whether every file's ledger
    balanced (rows read = conformed + quarantined).
-3. The downstream person-level steps, `steps.persons` for every authority's residents (and the
-   unlocated), `steps.long_term_support` for every authority sending social care data, then
-   `steps.area_counts`, run together in one more fresh child; their wall times are reported
+3. The downstream person-level steps, `parts.persons` for every authority's residents (and the
+   unlocated), `parts.long_term_support` for every authority sending social care data, then
+   `tables.area_counts`, run together in one more fresh child; their wall times are reported
    separately (with the time of one authority's persons part made alone, as a backfill run
    makes it), their peak memory jointly.
 
@@ -95,20 +95,23 @@ if kind == "generate":
     out["rows"] = rows
     out["files"] = len(files)
 else:
-    from indices import steps
-    from indices.settings import Settings
+    from indices.areas import tables
+    from indices.measures import parts
+    from indices.sources import conformed
+    from indices.sources import registry
+    from indices.core.settings import Settings
 
     s = Settings.resolve(args["raw"], args["warehouse"], args["publish"])
     if kind == "conform":
         # A source sent by each authority is conformed in one part per authority, all at once,
         # as a run over every partition does.
         start = time.perf_counter()
-        if args["source"] in steps.AUTHORITY_SOURCES:
-            results = steps.conform_by_authority(
-                s, args["source"], steps.social_care_authorities(s)
+        if args["source"] in registry.AUTHORITY_SOURCES:
+            results = conformed.conform_by_authority(
+                s, args["source"], conformed.social_care_authorities(s)
             )
         else:
-            results = [steps.conform(s, args["source"])]
+            results = [conformed.conform(s, args["source"])]
         ledger = [f for result in results for f in result.ledger]
         out["seconds"] = time.perf_counter() - start
         out["rows"] = sum(f.rows_read for f in ledger)
@@ -124,14 +127,14 @@ else:
         # Every authority's part at once, as one run over every partition makes them; then
         # one authority alone, as one run of a backfill does.
         start = time.perf_counter()
-        person_rows = sum(rows for _, rows in steps.persons(s, steps.authorities_in_raw(s)))
-        person_rows += sum(rows for _, rows in steps.persons(s, [UNLOCATED]))
+        person_rows = sum(rows for _, rows in parts.persons(s, conformed.authorities_in_raw(s)))
+        person_rows += sum(rows for _, rows in parts.persons(s, [UNLOCATED]))
         began = time.perf_counter()
-        steps.persons(s, steps.authorities_in_raw(s)[:1])
+        parts.persons(s, conformed.authorities_in_raw(s)[:1])
         one = time.perf_counter() - began
-        steps.long_term_support(s, steps.social_care_authorities(s))
+        parts.long_term_support(s, conformed.social_care_authorities(s))
         middle = time.perf_counter()
-        count_rows = steps.area_counts(s)[1]
+        count_rows = tables.area_counts(s)[1]
         end = time.perf_counter()
         out["seconds"] = end - start
         out["persons_seconds"] = middle - start
@@ -386,10 +389,10 @@ def step_sources(code: Path | None) -> tuple[str, ...]:
     """The sources in pipeline order, gp_patients first."""
     sys.path.insert(0, str((code or PROJECT_ROOT) / "src"))
     try:
-        from indices import steps
+        from indices.sources import registry
     except ImportError:
         return SOURCES_FALLBACK
-    ordered = list(steps.SOURCES)
+    ordered = list(registry.SOURCES)
     if "gp_patients" in ordered:
         ordered.remove("gp_patients")
         ordered.insert(0, "gp_patients")

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from indices import steps
+from indices.sources import inputs as run_inputs
+from indices.sources import registry
 from indices.sources.extracts import RawFolderError
 from pipelines.assets import conformed, indices, measures, published, raw
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
@@ -22,7 +23,7 @@ main_job = dg.define_asset_job(
     "main",
     # The raw sources too: every run observes the extracts it reads, so what it materialises
     # records their data versions and is not shown stale afterwards.
-    selection=dg.AssetSelection.all() | dg.AssetSelection.assets(*map(raw_key, steps.SOURCES)),
+    selection=dg.AssetSelection.all() | dg.AssetSelection.assets(*map(raw_key, registry.SOURCES)),
     description="Observe the raw extracts, conform every source, compute the measures and "
     "publish every dataset. Person-level assets are partitioned by local authority: a run "
     "covers a range of authorities (the schedule and `indices run`: all of them), or one.",
@@ -58,7 +59,7 @@ def nightly(
     context: dg.ScheduleEvaluationContext, settings: IndicesSettings
 ) -> dg.RunRequest | dg.SkipReason:
     try:
-        run = steps.start_run(settings.folders())
+        run = run_inputs.start_run(settings.folders())
     except RawFolderError as error:
         return dg.SkipReason(f"raw folder unusable, no run: {error}")
     keys = sync_authorities(context.instance, run)

@@ -5,10 +5,12 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from indices.publish import AuditFailed, CatalogError
+from indices.core.storage import CannotWrite
+from indices.measures.parts import PartsNotCurrent
+from indices.releases.audit import AuditFailed
+from indices.releases.catalog import CatalogError
+from indices.sources.conformed import RegisterUnusable
 from indices.sources.extracts import RawFolderError
-from indices.steps import PartsNotCurrent, RegisterUnusable
-from indices.storage import CannotWrite
 
 # A raw folder that cannot be used, an extract that changed during the run, a part made from
 # other extracts, an unusable register, a release that fails its audit, a folder full or

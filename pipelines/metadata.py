@@ -6,8 +6,8 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
-from indices.publish import code_version
-from indices.schemas import column_type
+from indices.releases.publish import code_version
+from indices.sources.schemas import column_type
 
 # What every asset shares: its owner, and the library's code version, so the UI shows an asset
 # as changed when the code that makes it changes.

@@ -4,8 +4,8 @@ National outputs depend on every partition and wait for all of them."""
 
 import dagster as dg
 
-from indices import steps
-from indices.settings import Settings
+from indices.core.settings import Settings
+from indices.sources import conformed
 
 AUTHORITIES = dg.DynamicPartitionsDefinition(name="authority")
 ALL_AUTHORITIES = dg.AllPartitionMapping()
@@ -17,7 +17,7 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 def missing_authorities(instance: dg.DagsterInstance, settings: Settings) -> list[str]:
     """Authorities found in the raw folder that are not partitions yet."""
     known = set(instance.get_dynamic_partitions(AUTHORITIES.name))
-    return [a for a in steps.authorities_in_raw(settings) if a not in known]
+    return [a for a in conformed.authorities_in_raw(settings) if a not in known]
 
 
 def sync_authorities(instance: dg.DagsterInstance, settings: Settings) -> list[str]:

@@ -3,8 +3,8 @@
 import dagster as dg
 from pydantic import PrivateAttr
 
-from indices import run_inputs, steps
-from indices.settings import Settings
+from indices.core.settings import Settings
+from indices.sources import inputs as run_inputs
 
 
 class IndicesSettings(dg.ConfigurableResource):
@@ -12,7 +12,7 @@ class IndicesSettings(dg.ConfigurableResource):
     `INDICES_*_DIR` environment variable, else the default under `data/`; a blank reference date
     means the extract date of the register in force when the run starts.
 
-    Within a run, `resolve()` also gives the run's inputs (`indices.run_inputs`): those its
+    Within a run, `resolve()` also gives the run's inputs (`indices.sources.inputs`): those its
     launcher recorded in the run's tags, or, for a run started without them (from the UI), those
     the first step decided, which it records on the run. Every step of a run reads the same
     extracts at the same reference date, whatever arrives in the raw folder meanwhile."""
@@ -52,7 +52,7 @@ class IndicesSettings(dg.ConfigurableResource):
         inputs, decided = run_inputs.claim(
             settings.warehouse_dir,
             self._run.run_id,
-            lambda: steps.decide_inputs(settings),
+            lambda: run_inputs.decide_inputs(settings),
         )
         if decided and self._instance is not None:
             self._instance.add_run_tags(self._run.run_id, inputs.tags())

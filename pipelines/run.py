@@ -13,8 +13,9 @@ from pathlib import Path
 import dagster as dg
 from rich.progress import Progress
 
-from indices import steps, storage
-from indices.settings import Settings
+from indices.core import warehouse
+from indices.core.settings import Settings
+from indices.sources import inputs as run_inputs
 from pipelines.definitions import defs
 from pipelines.executors import EXECUTOR_ENV
 from pipelines.partitions import range_tags, sync_authorities
@@ -27,9 +28,7 @@ def instance_home(settings: Settings) -> Path:
     home = os.environ.get("DAGSTER_HOME")
     if home:
         return Path(home)
-    if storage.is_url(settings.warehouse_dir):
-        return Path.home() / ".indices" / "dagster_home"
-    return Path(settings.warehouse_dir) / "dagster_home"
+    return warehouse.dagster_home(settings.warehouse_dir)
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
@@ -81,7 +80,7 @@ def prepare(
     """The instance (`instance_for` unless given), its partitions brought up to date with the
     raw folder as the run reads it, and the tags of a run over every authority with these
     inputs (decided now, unless `settings` has them); one process at a time."""
-    settings = settings if settings.inputs else steps.start_run(settings)
+    settings = settings if settings.inputs else run_inputs.start_run(settings)
     home = Path(instance.root_directory) if instance else instance_home(settings)
     with setting_up(home):
         instance = instance or instance_for(settings)
@@ -105,7 +104,7 @@ def run_main_job(
     `INDICES_EXECUTOR` names an executor, which then runs the steps (the instance must be a
     persistent one). `quiet` turns Dagster's console log off and shows a progress bar instead,
     then prints what the run warned about, one line each."""
-    settings = settings if settings.inputs else steps.start_run(settings)
+    settings = settings if settings.inputs else run_inputs.start_run(settings)
     run_config = settings_run_config(settings)
     if quiet:
         run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}

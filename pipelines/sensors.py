@@ -8,7 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from indices import steps
+from indices.sources import inputs as run_inputs
+from indices.sources import registry
 from indices.sources.extracts import RawFolderError, current_extracts, parse_extract_name
 from pipelines.assets.raw import raw_key
 from pipelines.partitions import AUTHORITIES, missing_authorities, range_tags
@@ -24,7 +25,7 @@ def snapshot(raw_dir: Path) -> dict[str, list[int]]:
     """`{"<source>/<file name>": [size, mtime_ns]}` of every extract in force: cheap to take,
     no file is read."""
     state = {}
-    for source in steps.SOURCES:
+    for source in registry.SOURCES:
         for extract in current_extracts(raw_dir, source):
             stat = extract.path.stat()
             state[f"{source}/{extract.path.name}"] = [stat.st_size, stat.st_mtime_ns]
@@ -39,7 +40,7 @@ def changed_paths(before: dict[str, list[int]], after: dict[str, list[int]]) -> 
 def changed_sources(before: dict[str, list[int]], after: dict[str, list[int]]) -> list[str]:
     """Sources with an extract in force added, removed or changed."""
     paths = changed_paths(before, after)
-    return [s for s in steps.SOURCES if any(p.split("/", 1)[0] == s for p in paths)]
+    return [s for s in registry.SOURCES if any(p.split("/", 1)[0] == s for p in paths)]
 
 
 def stale_selection(sources: list[str]) -> dg.AssetSelection:
@@ -94,7 +95,7 @@ def make_new_extracts_sensor(job) -> dg.SensorDefinition:
         if settling:
             return dg.SkipReason(f"waiting for {', '.join(settling)} to settle")
         try:  # the run reads what is there now, whatever arrives before it ends
-            run = steps.start_run(settings.folders())
+            run = run_inputs.start_run(settings.folders())
         except RawFolderError as error:
             return dg.SkipReason(f"raw folder unusable, nothing requested: {error}")
         graph = context.repository_def.asset_graph

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indices.reference import efi_codes
+from indices.core.reference import efi_codes
 
 REPO = Path(__file__).resolve().parents[1]
 PATIENT_COLUMNS = [
@@ -151,7 +151,7 @@ class Conformed:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from indices.schemas import conformed_schemas
+        from indices.sources.schemas import conformed_schemas
 
         folder = self.root / "conformed"
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from indices.duck import query_rows, sql_str
-from indices.pseudonym import is_valid_nhs_number
+from indices.core.duck import query_rows, sql_str
 from indices.sources.conform import conform_source
 from indices.sources.extracts import check_raw_folder
 from indices.sources.layouts import LAYOUTS
+from indices.sources.pseudonym import is_valid_nhs_number
 from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 
 KEY = b"test-key"

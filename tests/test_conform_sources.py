@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from indices.duck import query_rows, sql_str
-from indices.pseudonym import is_valid_nhs_number, pseudonymise
+from indices.core.duck import query_rows, sql_str
+from indices.sources.pseudonym import is_valid_nhs_number, pseudonymise
 from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 from tests.test_conform import KEY, VALID, conform, quarantine_reasons, register_row
 

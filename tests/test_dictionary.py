@@ -1,7 +1,7 @@
 """The committed data dictionary is the one the schemas write."""
 
 from indices.dictionary import data_dictionary
-from indices.schemas import conformed_schemas
+from indices.sources.schemas import conformed_schemas
 from tests.conftest import REPO
 
 

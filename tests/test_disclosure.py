@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from indices.disclosure import DISCLOSURE_MACROS, is_publishable, protect
+from indices.areas.disclosure import DISCLOSURE_MACROS, is_publishable, protect
 
 EDGES = {
     0: 0,

@@ -13,17 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from indices import steps
-from indices.areas import (
-    COUNTS,
-    area_release,
-    build_area_counts,
-    column_descriptions,
-    published_area_table,
-    published_problems,
-)
-from indices.availability import Withheld
-from indices.disclosure import (
+from indices.areas import tables
+from indices.areas.availability import Withheld
+from indices.areas.counts import COUNTS, build_area_counts, column_descriptions
+from indices.areas.disclosure import (
     CELL_KEY,
     METHOD_ENV,
     ROUNDING,
@@ -31,8 +24,8 @@ from indices.disclosure import (
     method_from_env,
     protect,
 )
-from indices.disclosure import audit as sdc
-from indices.disclosure.cell_key import (
+from indices.areas.disclosure import audit as sdc
+from indices.areas.disclosure.cell_key import (
     MAX_NOISE,
     RECORD_KEYS,
     SMALL_COUNT,
@@ -40,11 +33,17 @@ from indices.disclosure.cell_key import (
     ptable,
     record_key,
 )
-from indices.publish import AuditFailed, audit_table, list_versions, publish_release
+from indices.areas.release import area_release, published_area_table, published_problems
+from indices.core.published import list_versions
+from indices.measures import parts
+from indices.releases import datasets
+from indices.releases.audit import AuditFailed, audit_table
+from indices.releases.publish import publish_release
+from indices.sources import conformed, registry
 
 D = date(2025, 3, 31)
 U = sdc.UNBOUNDED
-DATASETS = {a.level: a.name for a in steps.AREA_DATASETS}
+DATASETS = {a.level: a.name for a in tables.AREA_DATASETS}
 
 
 def one_sum(total: int, parts: list[int]) -> sdc.Relations:
@@ -229,9 +228,9 @@ def pinned_counts() -> dict[str, tuple[str, dict]]:
 
 
 def publish_all(counts: Path, publish_dir: Path, method: str = ROUNDING):
-    """What `steps.publish_area` does for each area dataset, without the rest of a run."""
+    """What `datasets.publish_area` does for each area dataset, without the rest of a run."""
     release = area_release(counts, method, publish_dir, DATASETS)
-    for dataset in steps.AREA_DATASETS:
+    for dataset in tables.AREA_DATASETS:
         con = duckdb.connect()
         table = published_area_table(release, dataset.level, D, con)
         con.close()
@@ -573,8 +572,8 @@ def test_a_null_count_must_be_suppressed_or_withheld():
 
 @pytest.fixture(scope="module")
 def cell_key_run(tmp_path_factory):
+    from indices.core.settings import Settings
     from indices.measures.persons import UNLOCATED
-    from indices.settings import Settings
     from indices.synth import generate
 
     root = tmp_path_factory.mktemp("cell_key_run")
@@ -582,16 +581,16 @@ def cell_key_run(tmp_path_factory):
     settings = Settings.resolve(root / "raw", root / "warehouse", root / "published")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(METHOD_ENV, CELL_KEY)
-        authorities = steps.authorities_in_raw(settings)
-        for source in steps.SOURCES:
-            if source in steps.AUTHORITY_SOURCES:
-                steps.conform_by_authority(settings, source, authorities)
+        authorities = conformed.authorities_in_raw(settings)
+        for source in registry.SOURCES:
+            if source in registry.AUTHORITY_SOURCES:
+                conformed.conform_by_authority(settings, source, authorities)
             else:
-                steps.conform(settings, source)
-        steps.persons(settings, [*authorities, UNLOCATED])
-        steps.long_term_support(settings, steps.social_care_authorities(settings))
-        steps.area_counts(settings)
-        releases = [steps.publish_area(settings, d) for d in steps.AREA_DATASETS]
+                conformed.conform(settings, source)
+        parts.persons(settings, [*authorities, UNLOCATED])
+        parts.long_term_support(settings, conformed.social_care_authorities(settings))
+        tables.area_counts(settings)
+        releases = [datasets.publish_area(settings, d) for d in tables.AREA_DATASETS]
     return settings, releases
 
 

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from distributed import Client, LocalCluster
 
-from indices.settings import Settings
+from indices.core.settings import Settings
 from pipelines.executors import DASK_ADDRESS_ENV, EXECUTOR_ENV
 from pipelines.partitions import range_tags
 from tests.test_object_storage import DEMO_RAW, analyst_query, bucket, free_port, s3_server

@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from indices.duck import connect, query_rows, sql_str
-from indices.pseudonym import is_valid_nhs_number, mask_nhs_numbers, mask_nhs_numbers_sql
-from indices.schemas import conformed_schemas, validate_parquet
+from indices.core.duck import connect, query_rows, sql_str
 from indices.sources.extracts import RawFolderError, check_raw_folder, list_extracts
+from indices.sources.pseudonym import is_valid_nhs_number, mask_nhs_numbers, mask_nhs_numbers_sql
+from indices.sources.schemas import conformed_schemas, validate_parquet
 from tests import test_conform_sources
 from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, REPO, write_csv
 from tests.test_conform import conform, quarantine_reasons, register_row

@@ -8,7 +8,7 @@ import pytest
 
 from indices.composite.engine import compute, load_inputs
 from indices.composite.spec import load_spec
-from indices.reference import reference_dir
+from indices.core.reference import reference_dir
 from tests.conftest import REPO
 
 PUBLISHED = REPO / "tests" / "data" / "iod2019"

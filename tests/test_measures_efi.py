@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from indices.duck import query_rows
+from indices.core.duck import query_rows
 from indices.measures.dates import years_before
 from indices.measures.persons import (
     UNLOCATED,
@@ -189,8 +189,8 @@ def test_under_65_has_no_efi(conformed, deficit_codes):
 
 
 def test_implausible_efi_shares_are_reported(conformed, deficit_codes):
-    from indices import steps
-    from indices.settings import Settings
+    from indices.core.settings import Settings
+    from indices.measures import parts
 
     for i in range(10):
         with_deficits(
@@ -198,7 +198,7 @@ def test_implausible_efi_shares_are_reported(conformed, deficit_codes):
         )
     root = conformed.write()
     settings = Settings.resolve("unused", root, "unused", D)
-    steps.persons(settings, ["E06000001"])
-    problems, observed = steps.implausible_shares(settings, "efi")
+    parts.persons(settings, ["E06000001"])
+    problems, observed = parts.implausible_shares(settings, "efi")
     assert observed == {"severe": 1.0}
     assert [p.split(":")[0] for p in problems] == ["fit", "mild", "moderate", "severe"]

@@ -18,15 +18,10 @@ import fsspec
 import pytest
 from s3fs import S3FileSystem
 
-from indices import leftovers, storage
-from indices.lineage import prune_releases
-from indices.publish import (
-    list_datasets,
-    list_versions,
-    pointer_path,
-    read_manifest,
-)
-from indices.settings import Settings
+from indices.core import leftovers, storage
+from indices.core.published import list_datasets, list_versions, pointer_path, read_manifest
+from indices.core.settings import Settings
+from indices.releases.lineage import prune_releases
 from tests.conftest import REPO
 from tests.test_publish import publish, table
 
@@ -148,7 +143,7 @@ def test_a_version_another_publisher_took_is_not_overwritten(bucket, monkeypatch
     publish(root, table(5), [])
     # Another publisher took v000002 after this one listed the folders.
     storage.write_text(f"{root}/demo/v000002/manifest.json", "{}")
-    monkeypatch.setattr("indices.publish.release_folders", lambda *args: [])
+    monkeypatch.setattr("indices.releases.publish.release_folders", lambda *args: [])
     mine = publish(root, table(5, shift=2), [{"role": "r", "path": "x", "sha256": "3"}])
     assert mine.version == "v000003"
     assert storage.read_text(f"{root}/demo/v000002/manifest.json") == "{}"

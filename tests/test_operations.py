@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from indices import run_inputs, steps
+from indices.sources import inputs as run_inputs
+from indices.sources import registry
 from pipelines.assets.raw import ABSENT, INVALID, TRANSIENT_RETRY
 from pipelines.definitions import defs
 from pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -27,7 +28,7 @@ from scripts.prune_runs import prune_runs
 from tests.conftest import REPO
 
 DEMO_RAW = REPO / "data" / "raw"
-RAW_KEYS = [dg.AssetKey(["raw", s]) for s in steps.SOURCES]
+RAW_KEYS = [dg.AssetKey(["raw", s]) for s in registry.SOURCES]
 
 
 def age(path: Path, seconds: float = 3600) -> None:
@@ -71,7 +72,7 @@ def test_definitions_have_every_group_and_the_raw_sources():
         "published",
         "indices",
     }
-    for source in steps.SOURCES:
+    for source in registry.SOURCES:
         node = graph.get(dg.AssetKey(["raw", source]))
         assert node.group_name == "raw" and node.is_observable and not node.is_materializable
         assert node.owners == ["team:data-engineering"]

@@ -17,10 +17,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from indices import steps
+from indices.core import warehouse
+from indices.core.published import list_versions
+from indices.core.settings import Settings
 from indices.measures.persons import UNLOCATED
-from indices.publish import list_versions
-from indices.settings import Settings
+from indices.sources import conformed
 from pipelines.definitions import defs
 from pipelines.run import run_main_job, settings_run_config
 from pipelines.sensors import stale_selection
@@ -57,7 +58,7 @@ def test_each_authority_part_holds_its_own_residents(built):
     con = duckdb.connect()
     seen: list[str] = []
     for part in [*AUTHORITIES, UNLOCATED]:
-        path = steps.part_path(settings, "persons", part)
+        path = warehouse.measures_part(settings.warehouse_dir, "persons", part)
         lads = {r[0] for r in con.execute(f"SELECT DISTINCT lad19_code FROM '{path}'").fetchall()}
         assert lads == ({None} if part == UNLOCATED else {part})
         seen += [r[0] for r in con.execute(f"SELECT person_id FROM '{path}'").fetchall()]
@@ -67,7 +68,8 @@ def test_each_authority_part_holds_its_own_residents(built):
         "WHERE level = 'england'"
     ).fetchone()[0]
     everyone = ", ".join(
-        f"'{steps.part_path(settings, 'persons', p)}'" for p in [*AUTHORITIES, UNLOCATED]
+        f"'{warehouse.measures_part(settings.warehouse_dir, 'persons', p)}'"
+        for p in [*AUTHORITIES, UNLOCATED]
     )
     assert (
         england
@@ -201,7 +203,7 @@ def test_the_authorities_are_read_from_the_raw_folder(tmp_path):
     )
     write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", ["LA_Code"], [["E06000053"]])
     settings = Settings.resolve(raw, tmp_path / "warehouse", tmp_path / "published")
-    assert steps.authorities_in_raw(settings) == ["E06000001", "E06000053"]
+    assert conformed.authorities_in_raw(settings) == ["E06000001", "E06000053"]
 
 
 def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeypatch):
@@ -210,12 +212,12 @@ def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeyp
     together = Settings.resolve(raw, tmp_path / "together", tmp_path / "p1")
     alone = Settings.resolve(raw, tmp_path / "alone", tmp_path / "p2")
     for settings in (together, alone):
-        steps.conform(settings, "gp_patients")  # the register the social care rows link to
-    results = steps.conform_by_authority(together, "asc_cld", [*AUTHORITIES, "E09000001"])
+        conformed.conform(settings, "gp_patients")  # the register the social care rows link to
+    results = conformed.conform_by_authority(together, "asc_cld", [*AUTHORITIES, "E09000001"])
     assert [len(r.ledger) for r in results] == [1, 1, 1, 0]  # E09000001 sent nothing
     con = duckdb.connect()
     for authority, result in zip([*AUTHORITIES, "E09000001"], results, strict=True):
-        (single,) = steps.conform_by_authority(alone, "asc_cld", [authority])
+        (single,) = conformed.conform_by_authority(alone, "asc_cld", [authority])
         assert single.ledger == result.ledger
         for path, other in (
             (result.conformed_path, single.conformed_path),
@@ -232,7 +234,7 @@ def test_runs_starting_together_on_a_new_instance_set_it_up_once(tmp_path):
     """Without one process at a time, several runs creating a new SQLite home together fail
     (creating its tables twice, or adding the same partitions twice) most of the time."""
     code = (
-        "import sys; from indices.settings import Settings; from pipelines.run import prepare; "
+        "import sys; from indices.core.settings import Settings; from pipelines.run import prepare; "
         "instance, tags = prepare(Settings.resolve(*sys.argv[1:4])); "
         "print(instance.get_dynamic_partitions('authority'), tags)"
     )

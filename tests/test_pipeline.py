@@ -12,11 +12,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from indices import steps
+from indices.areas.disclosure import protect
 from indices.cli import main
-from indices.disclosure import protect
-from indices.publish import list_versions
-from indices.settings import Settings
+from indices.core.published import list_versions
+from indices.core.settings import Settings
+from indices.sources import conformed
 from pipelines.definitions import defs
 from pipelines.run import run_main_job
 from tests.conftest import REPO
@@ -123,7 +123,7 @@ def test_published_counts_follow_the_persons(demo_run):
 def test_every_raw_row_is_accounted_for_in_the_exact_ledger(demo_run):
     settings, _ = demo_run
     con = duckdb.connect()
-    con.register("ledger", steps.ledger_table(settings))  # private: the engineers' copy
+    con.register("ledger", conformed.ledger_table(settings))  # private: the engineers' copy
     accounted = dict(
         con.execute(
             "SELECT source || '/' || file, sum(rows) FROM ledger "
@@ -248,7 +248,7 @@ def test_every_published_figure_matches_the_baseline(demo_run):
 
 def test_the_published_ledger_is_disclosure_controlled(demo_run):
     settings, _ = demo_run
-    exact = steps.ledger_table(settings).to_pylist()
+    exact = conformed.ledger_table(settings).to_pylist()
     con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
     published = con.execute(
         "SELECT source, file, outcome, reason, rows, rows_suppressed FROM ingest_ledger"

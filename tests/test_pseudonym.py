@@ -7,7 +7,7 @@ import stat
 
 import nhs_number
 
-from indices.pseudonym import KEY_ENV, is_valid_nhs_number, load_key, pseudonymise
+from indices.sources.pseudonym import KEY_ENV, is_valid_nhs_number, load_key, pseudonymise
 
 # Every region the nhs-number package knows but the unallocated and the reserved ranges.
 ISSUED = [r for name, r in nhs_number.REGIONS.items() if name not in ("UNALLOCATED", "RESERVED")]

@@ -17,15 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from indices.cli import main
-from indices.publish import (
-    ReleaseExists,
-    file_sha256,
-    list_datasets,
-    list_versions,
-    move_into_place,
-    publish_release,
-    read_manifest,
-)
+from indices.core.published import list_datasets, list_versions, read_manifest
+from indices.core.reference import file_sha256
+from indices.releases.publish import ReleaseExists, move_into_place, publish_release
 
 D = date(2025, 3, 31)
 
@@ -99,12 +93,12 @@ import sys
 from datetime import date
 from pathlib import Path
 import pyarrow as pa
-from indices.publish import publish_release
+from indices.releases.publish import publish_release
 root, shift = Path(sys.argv[1]), int(sys.argv[2])
 if sys.argv[3:] == ["after-pointer"]:  # killed right after its pointer, before its catalog
     import os, signal
-    import indices.publish
-    indices.publish.rebuild_catalog = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+    import indices.releases.publish
+    indices.releases.publish.rebuild_catalog = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
 n = 2_000_000
 data = pa.table({"lsoa11_code": [f"E{i:08d}" for i in range(n)],
                  "rank": [(i + shift) % n + 1 for i in range(n)]})

@@ -22,11 +22,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from indices import leftovers, storage
 from indices.cli import _cause, main
-from indices.duck import connect, copy_to_parquet
-from indices.pseudonym import load_key
-from indices.publish import list_versions, rebuild_catalog
+from indices.core import leftovers, storage
+from indices.core.duck import connect, copy_to_parquet
+from indices.core.published import list_versions
+from indices.releases.catalog import rebuild_catalog
+from indices.sources.pseudonym import load_key
 from tests.conftest import REPO
 from tests.test_publish import catalog_agrees, publish, raw_input, table
 
@@ -51,7 +52,8 @@ from datetime import date
 from pathlib import Path
 import duckdb
 import pyarrow as pa
-from indices.publish import list_versions, publish_release
+from indices.core.published import list_versions
+from indices.releases.publish import publish_release
 
 disk, how = Path(sys.argv[1]), sys.argv[2]
 root = disk / "published"
@@ -185,7 +187,7 @@ import sys
 from datetime import date
 from pathlib import Path
 import pyarrow as pa
-from indices.publish import publish_release
+from indices.releases.publish import publish_release
 data = pa.table({"lsoa11_code": ["E01000001", "E01000002"], "rank": [2, 1]})
 try:
     publish_release(Path(sys.argv[1]), "demo", data, description="d", column_descriptions={},
@@ -268,8 +270,8 @@ def test_a_read_only_warehouse_is_one_line(tmp_path):
         # What the steps meet when the warehouse turns read-only during a run.
         script = f"""
 from pathlib import Path
-from indices.duck import connect, copy_to_parquet, write_json_atomic
-from indices.pseudonym import load_key
+from indices.core.duck import connect, copy_to_parquet, write_json_atomic
+from indices.sources.pseudonym import load_key
 warehouse = Path({str(warehouse)!r})
 for write in (
     lambda: copy_to_parquet(connect(), "SELECT 1 AS x", warehouse / "measures" / "x.parquet"),
@@ -302,7 +304,7 @@ for write in (
 @pytest.mark.parametrize("how", DISKS)
 def test_a_full_warehouse_is_one_line_and_leaves_no_temporary_file(tmp_path, how):
     steps = f"""
-from indices.duck import connect, copy_to_parquet
+from indices.core.duck import connect, copy_to_parquet
 from indices.cli import _cause, main
 warehouse = disk / "warehouse"
 con = connect(warehouse / "tmp")

@@ -25,7 +25,7 @@ from indices.composite.report import (
     report_markdown,
 )
 from indices.composite.spec import load_spec, parse_spec
-from indices.reference import reference_dir
+from indices.core.reference import reference_dir
 
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}

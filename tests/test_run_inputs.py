@@ -13,11 +13,14 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from indices import run_inputs, steps
 from indices.cli import main
-from indices.publish import list_versions
-from indices.run_inputs import INPUTS_TAG, REFERENCE_DATE_TAG, REGISTER_TAG, InputsChanged
-from indices.settings import Settings
+from indices.core import warehouse
+from indices.core.published import list_versions
+from indices.core.settings import Settings
+from indices.measures import parts
+from indices.sources import conformed, registry
+from indices.sources import inputs as run_inputs
+from indices.sources.inputs import INPUTS_TAG, REFERENCE_DATE_TAG, REGISTER_TAG, InputsChanged
 from pipelines.definitions import defs
 from pipelines.run import run_main_job, settings_run_config
 from tests.conftest import REPO
@@ -45,7 +48,7 @@ def published(publish_dir: Path, dataset: str, version: str):
 def test_a_register_arriving_mid_run_is_left_for_the_next_run(tmp_path, monkeypatch):
     shutil.copytree(DEMO_RAW, tmp_path / "raw")
     settings = Settings.resolve(tmp_path / "raw", tmp_path / "warehouse", tmp_path / "published")
-    persons = steps.persons
+    persons = parts.persons
 
     def persons_after_a_new_register_lands(settings, authorities):
         # The register lands after the run conformed the old one, before it counts anyone.
@@ -53,7 +56,7 @@ def test_a_register_arriving_mid_run_is_left_for_the_next_run(tmp_path, monkeypa
             newer_register(tmp_path / "raw")
         return persons(settings, authorities)
 
-    monkeypatch.setattr(steps, "persons", persons_after_a_new_register_lands)
+    monkeypatch.setattr(parts, "persons", persons_after_a_new_register_lands)
     instance = dg.DagsterInstance.ephemeral()
     result = run_main_job(settings, instance=instance)
     assert result.success
@@ -70,7 +73,7 @@ def test_a_register_arriving_mid_run_is_left_for_the_next_run(tmp_path, monkeypa
     assert NEW_REGISTER not in {e["file"] for e in manifest["extracts"]}
 
     # The next run reads the new register, wholly: as a run on a folder holding only it.
-    monkeypatch.setattr(steps, "persons", persons)
+    monkeypatch.setattr(parts, "persons", persons)
     again = run_main_job(settings, instance=instance)
     assert again.success
     assert instance.get_run_by_id(again.run_id).tags[REGISTER_TAG] == NEW_REGISTER
@@ -101,9 +104,9 @@ def test_a_run_started_without_inputs_decides_them_once_and_records_them(tmp_pat
     assert result.success
     tags = instance.get_run_by_id(result.run_id).tags
     assert tags[REFERENCE_DATE_TAG] == "2025-03-31" and tags[INPUTS_TAG]
-    claimed = run_inputs.inputs_path(settings.warehouse_dir, f"run-{result.run_id}")
+    claimed = warehouse.run_record(settings.warehouse_dir, f"run-{result.run_id}")
     assert claimed.read_text() == tags[INPUTS_TAG]
-    sidecar = steps.read_sidecar(settings.warehouse_dir, "gp_patients")
+    sidecar = conformed.read_sidecar(settings.warehouse_dir, "gp_patients")
     inputs = run_inputs.load(settings.warehouse_dir, tags[INPUTS_TAG])
     assert sidecar["made_from"] == inputs.source_digest("gp_patients")
 
@@ -114,25 +117,27 @@ def test_a_warehouse_changed_by_a_run_on_other_extracts_is_refused(tmp_path):
     shutil.copytree(DEMO_RAW, tmp_path / "a")
     shutil.copytree(DEMO_RAW, tmp_path / "b")
     newer_register(tmp_path / "b")
-    first = steps.start_run(Settings.resolve(tmp_path / "a", tmp_path / "w", tmp_path / "p"))
-    other = steps.start_run(Settings.resolve(tmp_path / "b", tmp_path / "w", tmp_path / "p"))
-    for source in steps.NATIONAL_PERSON_SOURCES:
-        steps.conform(first, source)
-    steps.conform(other, "gp_patients")  # the other run overwrites the register
+    first = run_inputs.start_run(Settings.resolve(tmp_path / "a", tmp_path / "w", tmp_path / "p"))
+    other = run_inputs.start_run(Settings.resolve(tmp_path / "b", tmp_path / "w", tmp_path / "p"))
+    for source in registry.NATIONAL_PERSON_SOURCES:
+        conformed.conform(first, source)
+    conformed.conform(other, "gp_patients")  # the other run overwrites the register
     with pytest.raises(InputsChanged, match="conformed/gp_patients in the warehouse was made"):
-        steps.persons(first, ["E06000001"])
+        parts.persons(first, ["E06000001"])
     with pytest.raises(InputsChanged, match="conformed/gp_patients"):
-        steps.ledger_table(first)
+        conformed.ledger_table(first)
 
 
 def test_an_extract_rewritten_during_the_run_is_refused(tmp_path):
     shutil.copytree(DEMO_RAW, tmp_path / "raw")
-    settings = steps.start_run(Settings.resolve(tmp_path / "raw", tmp_path / "w", tmp_path / "p"))
+    settings = run_inputs.start_run(
+        Settings.resolve(tmp_path / "raw", tmp_path / "w", tmp_path / "p")
+    )
     events = tmp_path / "raw" / "gp_events" / "gp_events_2025-03-31.csv.gz"
     events.write_bytes(events.read_bytes() + b"\n")
-    steps.conform(settings, "gp_patients")
+    conformed.conform(settings, "gp_patients")
     with pytest.raises(InputsChanged, match="gp_events_2025-03-31.csv.gz: changed since this run"):
-        steps.conform(settings, "gp_events")
+        conformed.conform(settings, "gp_events")
 
 
 def test_an_unusable_register_publishes_nothing_and_says_why(tmp_path, capsys):

@@ -21,10 +21,12 @@ import yaml
 
 from indices.cli import main
 from indices.composite import engine
-from indices.composite.release import publish_index
 from indices.composite.spec import SpecError, load_spec, parse_spec
-from indices.publish import AuditFailed, audit_table, list_versions, publish_release
-from indices.reference import reference_dir
+from indices.core.published import list_versions
+from indices.core.reference import reference_dir
+from indices.releases.audit import AuditFailed, audit_table
+from indices.releases.index_release import publish_index
+from indices.releases.publish import publish_release
 
 TINY_CSV = "u,x1,x2,y,g\np,0,10,50,A\nq,5,20,30,A\nr,10,0,40,B\ns,2.5,30,10,B\nt,7.5,40,20,B\n"
 

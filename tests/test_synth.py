@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from nhs_number import is_valid
 
-from indices.reference import reference_path
+from indices.core.reference import reference_path
 from indices.synth import COLUMNS, FAULT_KINDS, SOURCES, generate
 
 D = date(2024, 3, 31)

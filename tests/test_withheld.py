@@ -12,9 +12,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from indices import steps
+from indices.areas import tables
+from indices.core.settings import Settings
+from indices.measures import parts
 from indices.measures.persons import UNLOCATED
-from indices.settings import Settings
+from indices.releases import datasets
+from indices.sources import conformed, registry
 from indices.synth import generate
 
 LADS = ["E06000001", "E06000017"]
@@ -29,17 +32,17 @@ def extracts(tmp_path_factory) -> Path:
 
 def run_steps(raw: Path, root: Path) -> duckdb.DuckDBPyConnection:
     settings = Settings.resolve(raw, root / "warehouse", root / "published")
-    authorities = steps.authorities_in_raw(settings)
-    for source in steps.SOURCES:
-        if source in steps.AUTHORITY_SOURCES:
-            steps.conform_by_authority(settings, source, authorities)
+    authorities = conformed.authorities_in_raw(settings)
+    for source in registry.SOURCES:
+        if source in registry.AUTHORITY_SOURCES:
+            conformed.conform_by_authority(settings, source, authorities)
         else:
-            steps.conform(settings, source)
-    steps.persons(settings, [*authorities, UNLOCATED])
-    steps.long_term_support(settings, steps.social_care_authorities(settings))
-    steps.area_counts(settings)
-    for dataset in steps.AREA_DATASETS:
-        steps.publish_area(settings, dataset)
+            conformed.conform(settings, source)
+    parts.persons(settings, [*authorities, UNLOCATED])
+    parts.long_term_support(settings, conformed.social_care_authorities(settings))
+    tables.area_counts(settings)
+    for dataset in tables.AREA_DATASETS:
+        datasets.publish_area(settings, dataset)
     return duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
 
 

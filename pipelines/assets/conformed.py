@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from indices import steps
-from indices.schemas import conformed_schemas, validate_parquet
-from indices.sources.conform import conformed_parts, ledger_frame, warehouse_paths
+from indices.core import warehouse
+from indices.sources import conformed, registry
+from indices.sources.conform import ledger_frame
+from indices.sources.schemas import conformed_schemas, validate_parquet
 from pipelines.assets.raw import TRANSIENT_RETRY, raw_key
 from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, markdown_table, row_count, table_schema
@@ -26,7 +27,7 @@ UPSTREAM = {s: ["gp_patients"] for s in ("gp_events", "gp_medications", "hes_apc
 
 def conformed_asset(source: str) -> dg.AssetsDefinition:
     schema = conformed_schemas()[source]
-    by_authority = source in steps.AUTHORITY_SOURCES
+    by_authority = source in registry.AUTHORITY_SOURCES
 
     @dg.asset(
         name=source,
@@ -48,9 +49,9 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         with permanent_failures():
             resolved = settings.resolve()
             if by_authority:
-                results = steps.conform_by_authority(resolved, source, context.partition_keys)
+                results = conformed.conform_by_authority(resolved, source, context.partition_keys)
             else:
-                results = [steps.conform(resolved, source)]
+                results = [conformed.conform(resolved, source)]
         entries = [entry for result in results for entry in result.ledger]
         for entry in entries:
             if entry.rejected:
@@ -59,7 +60,7 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
                 context.log.warning(f"{entry.file}: extra columns ignored {entry.extra_columns}")
         linkage = {}
         if source in UPSTREAM:
-            rate = steps.linkage_rate(results)
+            rate = conformed.linkage_rate(results)
             linkage["linkage_rate_to_register"] = dg.MetadataValue.float(
                 round(rate, 4) if rate is not None else float("nan")
             )
@@ -81,12 +82,14 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         + (" (every authority's part)." if by_authority else "."),
     )
     def _matches_schema(settings: IndicesSettings) -> dg.AssetCheckResult:
-        warehouse = settings.resolve().warehouse_dir
-        parts = conformed_parts(warehouse, source) if by_authority else [None]
+        warehouse_dir = settings.resolve().warehouse_dir
+        parts = warehouse.conformed_parts(warehouse_dir, source) if by_authority else [None]
         problems = [
             problem
             for part in parts
-            for problem in validate_parquet(schema, warehouse_paths(warehouse, source, part)[0])
+            for problem in validate_parquet(
+                schema, warehouse.conformed(warehouse_dir, source, part)
+            )
         ]
         return dg.AssetCheckResult(
             passed=not problems, metadata={"problems": "\n".join(problems) or "none"}
@@ -95,4 +98,4 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
     return dg.Definitions(assets=[_conformed], asset_checks=[_matches_schema])
 
 
-definitions = dg.Definitions.merge(*(conformed_asset(s) for s in steps.SOURCES))
+definitions = dg.Definitions.merge(*(conformed_asset(s) for s in registry.SOURCES))

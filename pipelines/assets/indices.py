@@ -4,18 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from indices import steps, storage
-from indices.composite.release import REPORT
 from indices.composite.report import report_markdown
 from indices.composite.spec import load_spec
+from indices.core import storage
+from indices.releases import index_release
+from indices.releases.index_release import REPORT
 from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON
 from pipelines.resources import IndicesSettings
-
-
-def _upstream(table: str) -> dg.AssetKey:
-    """`measures/area_counts.parquet` → the asset `measures/area_counts`."""
-    return dg.AssetKey(table.removesuffix(".parquet").split("/"))
 
 
 def index_asset(spec_path: Path) -> dg.AssetsDefinition:
@@ -26,13 +22,13 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
         group_name="indices",
         kinds={"duckdb", "parquet"},
         **COMMON,
-        deps=[_upstream(t) for t in steps.index_warehouse_inputs(spec)],
+        deps=[dg.AssetKey(t.name.split("/")) for t in index_release.index_warehouse_inputs(spec)],
         description=f"{spec.title}. {spec.description}".strip(),
         metadata={"spec": dg.MetadataValue.path(str(spec_path))},
     )
     def _index(context: dg.AssetExecutionContext, settings: IndicesSettings):
         with permanent_failures():
-            result, releases = steps.build_and_publish_index(
+            result, releases = index_release.build_and_publish_index(
                 settings.resolve(), spec_path, run_id=context.run.run_id
             )
         units = releases["units"]
@@ -53,4 +49,4 @@ def index_asset(spec_path: Path) -> dg.AssetsDefinition:
     return _index
 
 
-definitions = dg.Definitions(assets=[index_asset(p) for p in steps.index_spec_paths()])
+definitions = dg.Definitions(assets=[index_asset(p) for p in index_release.index_spec_paths()])

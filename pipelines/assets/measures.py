@@ -3,16 +3,20 @@ counts (private), made from every authority's part."""
 
 import dagster as dg
 
-from indices import steps
-from indices.duck import query_rows, sql_str
+from indices.areas import tables
+from indices.core import warehouse
+from indices.core.duck import query_rows, sql_str
+from indices.measures import parts
 from indices.measures.persons import UNLOCATED
+from indices.sources import inputs as run_inputs
+from indices.sources import registry
 from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, row_count
 from pipelines.partitions import ALL_AUTHORITIES, AUTHORITIES
 from pipelines.resources import IndicesSettings
 
-NATIONAL_CONFORMED = [dg.AssetKey(["conformed", s]) for s in steps.NATIONAL_PERSON_SOURCES]
+NATIONAL_CONFORMED = [dg.AssetKey(["conformed", s]) for s in registry.NATIONAL_PERSON_SOURCES]
 
 
 def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict:
@@ -26,7 +30,7 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
     )
     return {
         **row_count(sum(rows for _, rows in paths_rows), len(paths_rows)),
-        "reference_date": str(steps.reference_date(resolved)),
+        "reference_date": str(run_inputs.reference_date(resolved)),
         "efi_categories_65plus": dg.MetadataValue.json({k: v for k, v in shares}),
     }
 
@@ -45,7 +49,7 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
 )
 def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.MaterializeResult:
     with permanent_failures():
-        made = steps.persons(settings.resolve(), context.partition_keys)
+        made = parts.persons(settings.resolve(), context.partition_keys)
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 
@@ -61,7 +65,7 @@ def persons(context: dg.AssetExecutionContext, settings: IndicesSettings) -> dg.
 )
 def persons_unlocated(settings: IndicesSettings) -> dg.MaterializeResult:
     with permanent_failures():
-        made = steps.persons(settings.resolve(), [UNLOCATED])
+        made = parts.persons(settings.resolve(), [UNLOCATED])
     return dg.MaterializeResult(metadata=persons_metadata(settings, made))
 
 
@@ -81,11 +85,11 @@ def long_term_support(
 ) -> dg.MaterializeResult:
     with permanent_failures():
         resolved = settings.resolve()
-        made = steps.long_term_support(resolved, context.partition_keys)
+        made = parts.long_term_support(resolved, context.partition_keys)
     return dg.MaterializeResult(
         metadata={
             **row_count(sum(rows for _, rows in made), len(made)),
-            "reference_date": str(steps.reference_date(resolved)),
+            "reference_date": str(run_inputs.reference_date(resolved)),
         }
     )
 
@@ -96,7 +100,7 @@ def long_term_support(
     description="Each person appears once, in one authority's part.",
 )
 def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
-    files = ", ".join(map(sql_str, steps.persons_parts(settings.resolve())))
+    files = ", ".join(map(sql_str, parts.persons_parts(settings.resolve())))
     duplicates = query_rows(
         f"SELECT count(*) - count(DISTINCT person_id) FROM read_parquet([{files}])"
     )[0][0]
@@ -111,7 +115,7 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
         description=f"{label} shares are near the published ones (a warning only).",
     )
     def _check(settings: IndicesSettings) -> dg.AssetCheckResult:
-        problems, observed = steps.implausible_shares(settings.resolve(), measure)
+        problems, observed = parts.implausible_shares(settings.resolve(), measure)
         return dg.AssetCheckResult(
             passed=not problems,
             severity=dg.AssetCheckSeverity.WARN,
@@ -138,7 +142,7 @@ def plausible_shares_check(measure: str, label: str) -> dg.AssetChecksDefinition
 )
 def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
     with permanent_failures():  # a retry cannot help when partitions must run first
-        path, rows, withheld = steps.area_counts(settings.resolve())
+        path, rows, withheld = tables.area_counts(settings.resolve())
     for line in withheld.describe():
         context.log.warning(line)
     return dg.MaterializeResult(
@@ -155,7 +159,7 @@ def area_counts(context: dg.AssetExecutionContext, settings: IndicesSettings):
     description="Category counts add up to their population, before rounding.",
 )
 def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
-    problems = steps.partition_problems(steps.area_counts_path(settings.resolve()))
+    problems = tables.partition_problems(warehouse.area_counts(settings.resolve().warehouse_dir))
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": len(problems)})
 
 
@@ -165,7 +169,7 @@ def categories_add_up(settings: IndicesSettings) -> dg.AssetCheckResult:
     description="Every LSOA of every covered local authority has a row.",
 )
 def every_lsoa_present(settings: IndicesSettings) -> dg.AssetCheckResult:
-    missing = steps.missing_lsoas(steps.area_counts_path(settings.resolve()))
+    missing = tables.missing_lsoas(warehouse.area_counts(settings.resolve().warehouse_dir))
     return dg.AssetCheckResult(
         passed=not missing, metadata={"missing": len(missing), "first": ", ".join(missing[:5])}
     )

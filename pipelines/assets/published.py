@@ -2,10 +2,15 @@
 
 import dagster as dg
 
-from indices import steps, storage
-from indices.areas import COUNTS, RATES, column_descriptions, published_problems
-from indices.disclosure import ROUNDING
-from indices.publish import audit_table, list_versions, read_manifest
+from indices.areas import tables
+from indices.areas.counts import COUNTS, RATES, column_descriptions
+from indices.areas.disclosure import ROUNDING
+from indices.areas.release import published_problems
+from indices.core import storage
+from indices.core.published import list_versions, read_manifest
+from indices.releases import datasets
+from indices.releases.audit import audit_table
+from indices.sources import conformed, registry
 from pipelines.assets.raw import TRANSIENT_RETRY
 from pipelines.failures import permanent_failures
 from pipelines.metadata import COMMON, markdown_table, release_metadata
@@ -29,7 +34,7 @@ COLUMN_LINEAGE = dg.TableColumnLineage(
 )
 
 
-def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
+def published_asset(dataset: tables.AreaDataset) -> dg.Definitions:
     @dg.asset(
         key=["published", dataset.name],
         group_name="published",
@@ -41,7 +46,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     )
     def _published(context: dg.AssetExecutionContext, settings: IndicesSettings):
         with permanent_failures():
-            release = steps.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
+            release = datasets.publish_area(settings.resolve(), dataset, run_id=context.run.run_id)
         if not release.published:
             context.log.info(f"{dataset.name} {release.version} is up to date; nothing published")
         return dg.MaterializeResult(
@@ -93,9 +98,9 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
     deps=[
         dg.AssetDep(
             dg.AssetKey(["conformed", s]),
-            partition_mapping=ALL_AUTHORITIES if s in steps.AUTHORITY_SOURCES else None,
+            partition_mapping=ALL_AUTHORITIES if s in registry.AUTHORITY_SOURCES else None,
         )
-        for s in steps.SOURCES
+        for s in registry.SOURCES
     ],
     description="How every raw row was disposed of: per source and file, rows conformed, "
     "quarantined per reason, values corrected, files rejected. Counts only, published under "
@@ -104,7 +109,7 @@ def published_asset(dataset: steps.AreaDataset) -> dg.Definitions:
 )
 def ingest_ledger(context: dg.AssetExecutionContext, settings: IndicesSettings):
     with permanent_failures():
-        release, exact = steps.publish_ledger(settings.resolve(), run_id=context.run.run_id)
+        release, exact = datasets.publish_ledger(settings.resolve(), run_id=context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             **release_metadata(release),
@@ -121,11 +126,11 @@ def ingest_ledger(context: dg.AssetExecutionContext, settings: IndicesSettings):
     "rows in the file, counted afresh from the raw extract.",
 )
 def rows_accounted_for(settings: IndicesSettings) -> dg.AssetCheckResult:
-    problems = steps.ledger_problems(settings.resolve())
+    problems = conformed.ledger_problems(settings.resolve())
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems)})
 
 
 definitions = dg.Definitions.merge(
-    *(published_asset(d) for d in steps.AREA_DATASETS),
+    *(published_asset(d) for d in tables.AREA_DATASETS),
     dg.Definitions(assets=[ingest_ledger], asset_checks=[rows_accounted_for]),
 )

@@ -8,8 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from indices import steps
-from indices.reference import file_sha256
+from indices.core.reference import file_sha256
+from indices.sources import inputs as run_inputs
+from indices.sources import registry
 from indices.sources.extracts import Extract, RawFolderError, current_extracts
 from pipelines.metadata import COMMON, markdown_table
 from pipelines.resources import IndicesSettings
@@ -55,7 +56,7 @@ def observed_extracts(settings: IndicesSettings, source: str) -> list[Extract]:
     """The extracts this run reads, decided when it started; when the run could not decide
     them (the raw folder unusable: its steps fail saying why), the source folder as it is."""
     try:
-        return steps.in_force(settings.resolve(), source)
+        return run_inputs.in_force(settings.resolve(), source)
     except RawFolderError:
         return current_extracts(settings.folders().raw_dir, source)
 
@@ -116,4 +117,4 @@ def raw_asset(source: str) -> dg.AssetsDefinition:
         )
 
 
-definitions = dg.Definitions(assets=[raw_asset(s) for s in steps.SOURCES])
+definitions = dg.Definitions(assets=[raw_asset(s) for s in registry.SOURCES])

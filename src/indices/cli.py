@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
-from indices.settings import Settings, parse_iso_date
+from indices.core.settings import Settings, parse_iso_date
 
 
 def _date(text: str) -> date:
@@ -128,15 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _told_in_one_line() -> tuple[type[Exception], ...]:
     """The errors that are the operator's to fix (bad input, a folder that cannot be written, a
     catalog that cannot be rebuilt), imported only when one happens: the command starts fast."""
-    from indices.publish import CatalogError
-    from indices.storage import CannotWrite
+    from indices.core.storage import CannotWrite
+    from indices.releases.catalog import CatalogError
 
     return (ValueError, FileNotFoundError, CannotWrite, CatalogError)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from indices import storage
-    from indices.steps import AREA_DATASETS, start_run
+    from indices.areas.tables import AREA_DATASETS
+    from indices.core import storage
+    from indices.sources.inputs import start_run
 
     settings = Settings.resolve(
         args.raw_dir, args.warehouse_dir, args.publish_dir, args.reference_date
@@ -159,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     print(f"indices: run {result.run_id} succeeded")
     print(f"published datasets in {settings.publish_dir}:")
-    from indices.publish import list_versions
+    from indices.core.published import list_versions
 
     for dataset in AREA_DATASETS:
         versions = list_versions(settings.publish_dir, dataset.name)
@@ -256,7 +257,7 @@ def _publish_dir(args: argparse.Namespace):
 
 
 def _lineage(args: argparse.Namespace) -> int:
-    from indices.lineage import export_openlineage, lineage_tree
+    from indices.releases.lineage import export_openlineage, lineage_tree
 
     print("\n".join(lineage_tree(_publish_dir(args), args.dataset, args.version)))
     if args.openlineage:
@@ -266,14 +267,14 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from indices.lineage import diff_releases
+    from indices.releases.lineage import diff_releases
 
     print(diff_releases(_publish_dir(args), args.dataset, args.old, args.new))
     return 0
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from indices.lineage import prune_releases
+    from indices.releases.lineage import prune_releases
 
     removed = prune_releases(_publish_dir(args), args.dataset, args.keep)
     print(f"removed {len(removed)} release(s) of {args.dataset}: {', '.join(removed) or 'none'}")
@@ -281,8 +282,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from indices import storage
-    from indices.publish import CATALOG, list_datasets, refresh_catalog
+    from indices.core import storage
+    from indices.core.published import CATALOG, list_datasets
+    from indices.releases.catalog import refresh_catalog
 
     publish_dir = _publish_dir(args)
     rebuilt = refresh_catalog(publish_dir, force=args.rebuild)
@@ -300,7 +302,7 @@ def _dictionary(args: argparse.Namespace) -> int:
 
 
 def _releases(args: argparse.Namespace) -> int:
-    from indices.publish import list_datasets, list_versions, read_manifest
+    from indices.core.published import list_datasets, list_versions, read_manifest
 
     publish_dir = _publish_dir(args)
     datasets = [args.dataset] if args.dataset else list_datasets(publish_dir)

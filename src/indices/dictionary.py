@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from indices.areas import COUNTS, RATES, column_descriptions
-from indices.schemas import column_type, conformed_schemas
+from indices.areas.counts import COUNTS, RATES, column_descriptions
 from indices.sources.layouts import LAYOUTS
+from indices.sources.schemas import column_type, conformed_schemas
 
 
 def data_dictionary() -> str:

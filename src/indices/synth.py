@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from indices.reference import efi_codes, efi_deficits, lsoa_lookup, reference_path
+from indices.core.reference import efi_codes, efi_deficits, lsoa_lookup, reference_path
 
 __all__ = ["COLUMNS", "FAULT_KINDS", "FILE_FAULTS", "SOURCES", "generate"]
 

@@ -17,7 +17,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from indices import storage
 from indices.composite import methods
 from indices.composite.filters import FilterRefused, render_filter
 from indices.composite.spec import (
@@ -28,8 +27,10 @@ from indices.composite.spec import (
     SpecError,
     input_location,
 )
-from indices.duck import connect, ident, sql_str
-from indices.reference import reference_dir
+from indices.core import storage
+from indices.core.duck import connect, ident, sql_str
+from indices.core.published import latest_data
+from indices.core.reference import reference_dir
 
 STEPS = ("raw", "imputed", "treated", "normalised", "aggregated")
 SUMMARY_MEASURES = (
@@ -87,14 +88,12 @@ def resolve_path(
             raise SpecError(f"{spec.name}: input {path} needs the warehouse folder")
         return storage.join(warehouse_dir, rest)
     if kind == "published":
-        from indices.publish import DATA_FILE, list_versions
-
         if publish_dir is None:
             raise SpecError(f"{spec.name}: input {path} needs the publish folder")
-        versions = list_versions(publish_dir, rest)
-        if not versions:
+        latest = latest_data(publish_dir, rest)
+        if latest is None:
             raise SpecError(f"{spec.name}: input {path}: no release of {rest} in {publish_dir}")
-        return storage.join(publish_dir, rest, versions[-1], DATA_FILE)
+        return latest
     if spec.source is None:
         raise SpecError(
             f"{spec.name}: input {path}: a spec not read from a file has no folder to read it from"

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from indices.duck import ident
+from indices.core.duck import ident
 
 MAX_LENGTH = 1000  # characters
 MAX_DEPTH = 50  # expression nesting, as DuckDB's parser counts it

@@ -28,6 +28,7 @@ from pydantic import (
 
 from indices.composite import methods
 from indices.composite.filters import FilterRefused, render_filter
+from indices.core import warehouse
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB
 MAX_YAML_DEPTH = 100  # nested mappings and lists
@@ -38,7 +39,7 @@ MAX_RUNS = 10_000  # uncertainty runs
 MAX_RUN_DRAWS = 10_000_000  # uncertainty runs × units: the ranks drawn and held in memory
 # Of the private warehouse a spec may read only these area-level aggregates (the frailty index
 # reads the exact counts on purpose: the index is published, the counts behind it are not).
-WAREHOUSE_INPUTS = frozenset({"measures/area_counts.parquet"})
+WAREHOUSE_INPUTS = frozenset(warehouse.READABLE_BY_SPECS)
 INPUT_KINDS = ("reference", "published", "warehouse")
 DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")
 

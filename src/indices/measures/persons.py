@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from indices import storage
-from indices.duck import connect, copy_to_parquet, sql_str
+from indices.core import storage
+from indices.core.duck import connect, copy_to_parquet, sql_str
+from indices.core.reference import efi_deficits, reference_path
 from indices.measures.dates import age_sql, years_before
-from indices.reference import efi_deficits, reference_path
 
 POLYPHARMACY = "polypharmacy"
 POLYPHARMACY_SUBSTANCES = 5  # distinct BNF chemical substances issued in the year to D

@@ -25,20 +25,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indices import leftovers, storage
-from indices.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
-from indices.pseudonym import (
+from indices.core import leftovers, storage, warehouse
+from indices.core.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
+from indices.core.reference import input_record, reference_path, vocabulary
+from indices.core.storage import Location
+from indices.sources.extracts import Extract
+from indices.sources.layouts import Kind, RawColumn, SourceLayout
+from indices.sources.pseudonym import (
     is_valid_nhs_number,
     mask_nhs_numbers,
     mask_nhs_numbers_sql,
     pseudonymise,
 )
-from indices.publish import input_record
-from indices.reference import reference_path
-from indices.schemas import conformed_schemas
-from indices.sources.extracts import Extract
-from indices.sources.layouts import Kind, RawColumn, SourceLayout
-from indices.storage import Location
+from indices.sources.schemas import conformed_schemas
 
 EARLIEST_PLAUSIBLE = date(1900, 1, 1)
 OLDEST_PLAUSIBLE_AGE = 120  # in whole years, at the extract date or at death
@@ -93,23 +92,6 @@ class SourceResult:
         return sum(sum(f.quarantined.values()) for f in self.ledger)
 
 
-def _stem(source: str, part: str | None) -> tuple[str, ...]:
-    """`<source>`, or `<source>/<part>` for one part of a source conformed by parts (asc_cld
-    by sending authority)."""
-    return (f"{source}",) if part is None else (source, part)
-
-
-def warehouse_paths(
-    warehouse_dir: Location, source: str, part: str | None = None
-) -> tuple[Location, Location]:
-    """Where a source's (or one part's) conformed table and quarantine live in the warehouse."""
-    *folders, last = _stem(source, part)
-    return (
-        storage.join(warehouse_dir, "conformed", *folders, f"{last}.parquet"),
-        storage.join(warehouse_dir, "quarantine", *folders, f"{last}.parquet"),
-    )
-
-
 def conform_source(
     layout: SourceLayout,
     extracts: list[Extract],
@@ -134,9 +116,9 @@ def conform_parts(
     many authorities), writing each part's conformed table, quarantine and sidecar apart; one
     result per part, in order. Every check is within a file or against the register, so a part
     comes out as it would alone. `made_from` (per part) is recorded in the sidecars: what the
-    run that conformed them decided to read (see `indices.run_inputs`)."""
+    run that conformed them decided to read (see `indices.sources.inputs`)."""
     extracts = [e for files in parts.values() for e in files]
-    scratch = storage.scratch_dir(warehouse_dir)
+    scratch = warehouse.scratch(warehouse_dir)
     con = connect(scratch)
     try:
         con.execute(
@@ -161,7 +143,8 @@ def conform_parts(
         results = []
         for part, files in parts.items():
             names = [e.path.name for e in files]
-            conformed_path, quarantine_path = warehouse_paths(warehouse_dir, layout.name, part)
+            conformed_path = warehouse.conformed(warehouse_dir, layout.name, part)
+            quarantine_path = warehouse.quarantine(warehouse_dir, layout.name, part)
             copy_to_parquet(con, _conformed_query(layout, names), conformed_path, scratch)
             copy_to_parquet(con, _quarantine_query(layout, names), quarantine_path, scratch)
             results.append(
@@ -181,24 +164,12 @@ def conform_parts(
             "ledger": ledger_frame(result.ledger).to_dict(orient="records"),
             "made_from": (made_from or {}).get(part),
         }
-        write_json_atomic(sidecar_path(warehouse_dir, layout.name, part), sidecar)
+        write_json_atomic(warehouse.sidecar(warehouse_dir, layout.name, part), sidecar)
     return results
 
 
-def sidecar_path(warehouse_dir: Location, source: str, part: str | None = None) -> Location:
-    """The JSON beside a conformed table: the raw files (with hashes) it came from, its ledger."""
-    *folders, last = _stem(source, part)
-    return storage.join(warehouse_dir, "conformed", *folders, f"{last}.json")
-
-
 def read_sidecar(warehouse_dir: Location, source: str, part: str | None = None) -> dict:
-    return json.loads(storage.read_text(sidecar_path(warehouse_dir, source, part)))
-
-
-def conformed_parts(warehouse_dir: Location, source: str) -> list[str]:
-    """The parts of a source conformed by parts, e.g. the authorities of asc_cld."""
-    folder = storage.join(warehouse_dir, "conformed", source)
-    return [n.removesuffix(".json") for n in storage.listdir(folder) if n.endswith(".json")]
+    return json.loads(storage.read_text(warehouse.sidecar(warehouse_dir, source, part)))
 
 
 def distinct_raw_values(extract: Extract, column: str) -> set[str]:
@@ -549,12 +520,6 @@ def _text(name: str) -> str:
     return f"nullif(trim({ident(name)}), '')"
 
 
-def vocabulary_values(column: RawColumn) -> list[str]:
-    """A column's allowed values, read from its reference file ("file.csv:column")."""
-    file, field_name = column.vocabulary.split(":")
-    return pd.read_csv(reference_path(file), dtype=str)[field_name].tolist()
-
-
 def _parsed_columns(column: RawColumn) -> list[str]:
     """SQL select items giving a raw column's parsed value `v_<name>` and its flags: `bad_`
     (a date that is not a date), `code_` (an invalid code), `fix_` (a value corrected)."""
@@ -632,7 +597,7 @@ def _parsed_columns(column: RawColumn) -> list[str]:
         # Matched ignoring case (`male` is Male). Blank is "not given", not out of vocabulary,
         # unless the vocabulary has a value for "not known".
         match = " ".join(
-            f"WHEN {sql_str(v.lower())} THEN {sql_str(v)}" for v in vocabulary_values(column)
+            f"WHEN {sql_str(v.lower())} THEN {sql_str(v)}" for v in vocabulary(column.vocabulary)
         )
         match = f"CASE lower({t}) {match} END"
         fallback = sql_str(column.unknown_value) if column.unknown_value else "NULL"
@@ -735,7 +700,7 @@ def _parse_and_pseudonymise(
 
 
 def _cross_row_checks(
-    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse: Location
+    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse_dir: Location
 ) -> None:
     """Faults that need other rows: versions of one episode that disagree, conflicting
     identities, persons in no register."""
@@ -756,7 +721,8 @@ def _cross_row_checks(
             "HAVING count(DISTINCT v_date_of_birth) > 1)"
         )
         return
-    register, register_quarantine = warehouse_paths(warehouse, "gp_patients")
+    register = warehouse.conformed(warehouse_dir, "gp_patients")
+    register_quarantine = warehouse.quarantine(warehouse_dir, "gp_patients")
     if not storage.exists(register):
         raise FileNotFoundError(f"conform gp_patients before {layout.name}: {register} is missing")
     # Known persons: any valid NHS number in the register, even on a registration set aside.

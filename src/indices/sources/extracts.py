@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from indices.pseudonym import mask_nhs_numbers
+from indices.sources.pseudonym import mask_nhs_numbers
 
 ALL_SOURCES = ("gp_patients", "gp_events", "gp_medications", "hes_apc", "asc_cld", "fingertips")
 EXTENSIONS = ("csv.gz", "csv", "parquet")

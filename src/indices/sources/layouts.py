@@ -3,7 +3,7 @@
 Each column has a kind that says how it is read and checked; the conform engine turns kinds into
 DuckDB SQL. A file missing a `needed` column (one a measure uses) is rejected whole; a missing
 column that nothing uses is reported and the file is used. The conformed tables' own columns,
-types and descriptions are declared in `indices.schemas`.
+types and descriptions are declared in `indices.sources.schemas`.
 """
 
 from __future__ import annotations

@@ -6,33 +6,39 @@ import os
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from indices import storage
-
-if TYPE_CHECKING:
-    from indices.run_inputs import RunInputs
+from indices.core import storage
 
 DEFAULT_RAW_DIR = "data/raw"
 DEFAULT_PUBLISH_DIR = "data/published"
 DEFAULT_WAREHOUSE_DIR = "data/warehouse"
 
 
+class DecidedInputs(Protocol):
+    """What a run decided to read when it started: its reference date and, per source, the
+    extracts in force (`indices.sources.inputs.RunInputs`)."""
+
+    reference_date: date
+
+    def of(self, source: str) -> list: ...
+
+
 @dataclass(frozen=True)
 class Settings:
     """The three folders of a run, absolute, and an optional fixed reference date. The warehouse
     and the releases may also be object-store URLs (`s3://bucket/prefix`, kept as strings, see
-    `indices.storage`); the raw extracts are read from a local folder. Within a run, `inputs`
-    holds what the run decided to read when it started (`indices.run_inputs`); without it (the
+    `indices.core.storage`); the raw extracts are read from a local folder. Within a run, `inputs`
+    holds what the run decided to read when it started (`indices.sources.inputs`); without it (the
     library used on its own), each step reads the raw folder as it is."""
 
     raw_dir: Path
     warehouse_dir: storage.Location
     publish_dir: storage.Location
     reference_date: date | None = None
-    inputs: RunInputs | None = None
+    inputs: DecidedInputs | None = None
 
-    def with_inputs(self, inputs: RunInputs) -> Settings:
+    def with_inputs(self, inputs: DecidedInputs) -> Settings:
         """These settings within a run that decided its inputs (and so its reference date)."""
         return replace(self, reference_date=inputs.reference_date, inputs=inputs)
 

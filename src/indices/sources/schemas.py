@@ -15,8 +15,8 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow.parquet as pq
 
-from indices.pseudonym import mask_nhs_numbers
-from indices.reference import lsoa_lookup
+from indices.core.reference import lsoa_lookup, vocabulary
+from indices.sources.pseudonym import mask_nhs_numbers
 
 PERSON_ID = pa.Column(
     str,
@@ -41,11 +41,10 @@ def _number(description: str) -> pa.Column:
 
 
 def _vocabulary(source: str, column: str, description: str, nullable: bool = False) -> pa.Column:
-    from indices.sources.conform import vocabulary_values
     from indices.sources.layouts import LAYOUTS
 
     raw = next(c for c in LAYOUTS[source].columns if c.output == column)
-    allowed = vocabulary_values(raw)
+    allowed = vocabulary(raw.vocabulary)
     return _text(f"{description} (one of {', '.join(allowed)})", nullable, pa.Check.isin(allowed))
 
 

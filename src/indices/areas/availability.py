@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indices import storage
-from indices.duck import sql_str
-from indices.sources.conform import read_sidecar, sidecar_path
+from indices.core import storage, warehouse
+from indices.core.duck import sql_str
+from indices.sources.conform import read_sidecar
 from indices.sources.extracts import parse_extract_name
 
 NATIONAL_SOURCES = {
@@ -79,7 +79,7 @@ class Withheld:
 
 def _problem(warehouse_dir: Path, source: str) -> str | None:
     """Why a national source cannot be used, or None when it can."""
-    if not storage.exists(sidecar_path(warehouse_dir, source)):
+    if not storage.exists(warehouse.sidecar(warehouse_dir, source)):
         return f"{source} was not conformed"
     ledger = read_sidecar(warehouse_dir, source)["ledger"]
     rejected = [r["reason"] for r in ledger if r["outcome"] == "rejected"]

@@ -8,18 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from indices import storage
+from indices.areas.tables import current_area_counts
 from indices.composite.engine import SUMMARY_MEASURES, Result
 from indices.composite.report import render_report
 from indices.composite.spec import IndexSpec, Indicator, walk
-from indices.publish import (
-    DATA_FILE,
-    Release,
-    area_code_problems,
-    file_sha256,
-    list_versions,
-    publish_release,
-)
+from indices.core import storage, warehouse
+from indices.core.published import DATA_FILE, list_versions
+from indices.core.reference import file_sha256, input_record
+from indices.core.settings import Settings
+from indices.releases.audit import area_code_problems
+from indices.releases.publish import Release, publish_release
+from indices.sources.conformed import lineage_inputs
+from indices.sources.inputs import reference_date
+from indices.sources.registry import PERSON_SOURCES
 
 LEVEL_NAMES = {"lsoa11_code": "lsoa", "lad19_code": "lad"}
 REPORT = "report.html"  # beside the small-area data of every index release
@@ -143,3 +144,51 @@ def nodes_table(spec: IndexSpec, result: Result) -> list[dict]:
             if node.name in children:
                 rows.append({"node": node.name, "parent": parent, "weight": children[node.name]})
     return rows
+
+
+def index_spec_paths() -> list[Path]:
+    """Every index spec in `data/reference/indices/`: a new index is a new file there."""
+    from indices.core.reference import reference_dir
+
+    return sorted((reference_dir() / "indices").glob("*.yaml"))
+
+
+def index_warehouse_inputs(spec: IndexSpec) -> list[warehouse.Table]:
+    """The warehouse tables an index reads (area-level aggregates, `warehouse.READABLE_BY_SPECS`)."""
+    return [
+        warehouse.READABLE_BY_SPECS[i.path.removeprefix("warehouse:")]
+        for i in spec.inputs
+        if i.path.startswith("warehouse:")
+    ]
+
+
+def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | None = None):
+    """Compute an index from its spec and publish its datasets; the result and releases."""
+    from indices.composite.engine import compute, load_inputs, resolve_path
+    from indices.composite.spec import load_spec
+    from indices.releases.index_release import publish_index
+
+    spec = load_spec(spec_path)
+    uses_warehouse = bool(index_warehouse_inputs(spec))
+    if uses_warehouse:  # the area counts, the one warehouse table an index may read
+        current_area_counts(settings)
+    data = load_inputs(spec, settings.warehouse_dir, publish_dir=settings.publish_dir)
+    result = compute(spec, data)
+    inputs = [
+        input_record(
+            resolve_path(spec, i.path, settings.warehouse_dir, settings.publish_dir),
+            f"index input/{i.path}",
+        )
+        for i in spec.inputs
+        if not i.path.startswith("warehouse:")
+    ]
+    if uses_warehouse:
+        inputs += lineage_inputs(settings, PERSON_SOURCES)
+    releases = publish_index(
+        result,
+        settings.publish_dir,
+        inputs,
+        reference_date(settings) if uses_warehouse else None,
+        run_id,
+    )
+    return result, releases

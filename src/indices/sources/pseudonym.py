@@ -21,7 +21,6 @@ from nhs_number.constants import (
 )
 
 KEY_ENV = "INDICES_PSEUDONYM_KEY"
-KEY_FILE = "pseudonym.key"
 
 # The ranges numbers are issued from (the nhs-number package's table): Scotland's CHI,
 # Northern Ireland, England, Wales and the Isle of Man, Ireland's IHI; and 9xx, never issued
@@ -80,16 +79,16 @@ def load_key(warehouse_dir: Path | str) -> bytes:
     from_env = os.environ.get(KEY_ENV)
     if from_env:
         return from_env.encode()
-    from indices import leftovers, storage
+    from indices.core import leftovers, storage, warehouse
 
     if storage.is_url(warehouse_dir):
-        path = storage.join(warehouse_dir, KEY_FILE)
+        path = warehouse.pseudonym_key(warehouse_dir)
         if not storage.exists(path):
             # Two runs starting together must not each write a different key.
             with contextlib.suppress(FileExistsError):
                 storage.write_text(path, secrets.token_hex(32), exclusive=True)
         return storage.read_text(path).strip().encode()
-    path = Path(warehouse_dir) / KEY_FILE
+    path = Path(warehouse.pseudonym_key(warehouse_dir))
     if not path.exists():
         # Written whole and private beside, then linked into place, which fails if another run
         # got there first: two runs starting together never each use a different key, and none
@@ -97,7 +96,7 @@ def load_key(warehouse_dir: Path | str) -> bytes:
         with storage.writing(path.parent):
             path.parent.mkdir(parents=True, exist_ok=True)
             leftovers.sweep_beside(path)
-            tmp = path.with_name(f".{KEY_FILE}.{leftovers.owner_tag()}.tmp")
+            tmp = path.with_name(f".{path.name}.{leftovers.owner_tag()}.tmp")
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as handle:

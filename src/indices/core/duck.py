@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from indices import leftovers, storage
+from indices.core import leftovers, storage
 
 MEMORY_LIMIT = os.environ.get("INDICES_DUCKDB_MEMORY", "2GB")
 
@@ -16,7 +16,7 @@ MEMORY_LIMIT = os.environ.get("INDICES_DUCKDB_MEMORY", "2GB")
 def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory connection; large intermediates spill to `spill_dir` (local), where
     what dead runs left (spill folders, temporary copies) is removed first. It reads the object
-    stores in use through their fsspec filesystems (see `indices.storage`)."""
+    stores in use through their fsspec filesystems (see `indices.core.storage`)."""
     if spill_dir is not None:
         with storage.writing(spill_dir):
             Path(spill_dir).mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ def copy_to_parquet(
     is local, else in `scratch`), then renamed or uploaded into place; the rows written. A
     folder that cannot be written is `storage.CannotWrite`, and the temporary file is removed."""
     if storage.is_url(path):
-        tmp = storage.local_temp(scratch or storage.scratch_dir(path), ".parquet")
+        tmp = storage.local_temp(scratch or storage.system_temp(), ".parquet")
     else:
         with storage.writing(Path(path).parent):
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from indices import leftovers, storage
-from indices.duck import connect, ident, sql_str
-from indices.publish import (
+from indices.core import leftovers, storage
+from indices.core.duck import connect, ident, sql_str
+from indices.core.published import (
     DATA_FILE,
     clear_leftovers,
     list_versions,
     pointer_path,
     publish_lock,
     read_manifest,
-    rebuild_catalog,
     release_folders,
 )
+from indices.releases.catalog import rebuild_catalog
 
 
 def resolve_version(publish_dir: Path, dataset: str, version: str | None = None) -> str:
@@ -51,26 +51,6 @@ def lineage_tree(publish_dir: Path, dataset: str, version: str | None = None) ->
 
     visit(dataset, resolve_version(publish_dir, dataset, version), 0)
     return lines
-
-
-def changed_inputs(previous: dict, current_inputs: list[dict]) -> list[str]:
-    """The inputs of a new release that differ from the previous release's: changed content,
-    new, or gone (by role and file name, so a newer extract of a source shows as changed)."""
-
-    def keyed(inputs: list[dict]) -> dict[tuple[str, str], str]:
-        return {(i["role"], Path(i["path"]).name): i["sha256"] for i in inputs}
-
-    before, after = keyed(previous.get("inputs", [])), keyed(current_inputs)
-    changes = []
-    for key in sorted(before.keys() | after.keys()):
-        role, name = key
-        if key not in before:
-            changes.append(f"{role}: {name} (new)")
-        elif key not in after:
-            changes.append(f"{role}: {name} (no longer used)")
-        elif before[key] != after[key]:
-            changes.append(f"{role}: {name} (content changed)")
-    return changes
 
 
 def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int = 10) -> str:

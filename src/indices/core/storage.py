@@ -2,12 +2,12 @@
 
 A location is a `Path` (a local folder) or a URL string (`s3://bucket/prefix`, `gs://...`,
 `memory://...`). Every helper here takes either, so the steps have one code path. DuckDB
-computes in-process over local files; for a URL, the connections of `indices.duck` register the
+computes in-process over local files; for a URL, the connections of `indices.core.duck` register the
 same fsspec filesystems, so `read_parquet('s3://...')` reads through them (no DuckDB extension is
 needed). Writes go to a local temporary file first and are uploaded whole: an object appears
 complete or not at all, as a rename does locally.
 
-Temporary files are named after their owner (`indices.leftovers`), so what a dead run left can
+Temporary files are named after their owner (`indices.core.leftovers`), so what a dead run left can
 be told from what a live one is writing. A folder that cannot be written (full, read-only, no
 permission) is `CannotWrite`, one line naming the folder and the cause.
 """
@@ -27,7 +27,7 @@ import duckdb
 import fsspec
 from fsspec.core import url_to_fs
 
-from indices.leftovers import owner_tag, sweep_beside
+from indices.core.leftovers import owner_tag, sweep_beside
 
 Location = Path | str
 _REMOTE: dict[str, fsspec.AbstractFileSystem] = {}  # protocol -> filesystem in use
@@ -276,17 +276,14 @@ def read_table(loc: Location):
     return pq.read_table(_path(loc), filesystem=filesystem(loc))
 
 
-def scratch_dir(warehouse: Location) -> Path:
-    """A local folder for DuckDB's spill files and temporary copies: `<warehouse>/tmp` for a
-    local warehouse, the system temporary folder for an object store."""
-    if is_url(warehouse):
-        return Path(tempfile.gettempdir()) / "indices-tmp"
-    return Path(warehouse) / "tmp"
+def system_temp() -> Path:
+    """A local folder for temporary files whose destination is an object store."""
+    return Path(tempfile.gettempdir()) / "indices-tmp"
 
 
 def local_temp(folder: Path, suffix: str) -> Path:
     """A fresh local file name in a local folder, for a result that is then `put` in place;
-    named after its owner (see `indices.leftovers`)."""
+    named after its owner (see `indices.core.leftovers`)."""
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
     return folder / f".{owner_tag()}{suffix}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-_CHECKOUT_REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference"
+_CHECKOUT_REFERENCE = Path(__file__).resolve().parents[3] / "data" / "reference"
 
 
 def reference_dir() -> Path:
@@ -50,3 +50,30 @@ def efi_codes() -> pd.DataFrame:
 def efi_deficits() -> pd.DataFrame:
     """The 36 eFI deficits in their published order."""
     return pd.read_csv(reference_path("frailty/efi_deficits.csv"))
+
+
+def input_record(path: Path, role: str) -> dict:
+    """A raw extract or reference file that fed a release: its path and content hash."""
+    return {"role": role, "path": str(path), "sha256": file_sha256(path)}
+
+
+# Every reference file a run's figures depend on, recorded in each release's lineage.
+REFERENCE_FILES = (
+    "geography/lsoa11_lad19.csv",
+    "frailty/plausible_shares.csv",
+    "frailty/efi_snomed_codes.csv",
+    "frailty/efi_deficits.csv",
+    "frailty/hfrs_icd10_weights.csv",
+    "frailty/index_bands.csv",
+    "vocabularies/sex_codes.csv",
+    "vocabularies/admission_methods.csv",
+    "vocabularies/asc_event_types.csv",
+    "vocabularies/asc_service_types.csv",
+    "vocabularies/asc_genders.csv",
+)
+
+
+def vocabulary(source: str) -> list[str]:
+    """A controlled vocabulary's values, from its reference file: "file.csv:column"."""
+    file, column = source.split(":")
+    return pd.read_csv(reference_path(file), dtype=str)[column].tolist()

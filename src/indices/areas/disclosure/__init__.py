@@ -4,9 +4,9 @@ per deployment by `INDICES_DISCLOSURE`:
 - `rounding` (the default): 0 stays 0; 1 to 7 is suppressed (published as null, with a flag); 8
   and above is rounded to the nearest multiple of 5. Counts are integers, so x/5 never ends in
   exactly .5 and "nearest" needs no tie rule; the integer form 5 * ((x + 2) // 5) keeps it exact,
-  free of float rounding. A release audit (`indices.disclosure.audit`) then suppresses further
+  free of float rounding. A release audit (`indices.areas.disclosure.audit`) then suppresses further
   where the tables together would pin a suppressed count to one value.
-- `cell_key`: the ONS cell-key method (`indices.disclosure.cell_key`): every count gets a
+- `cell_key`: the ONS cell-key method (`indices.areas.disclosure.cell_key`): every count gets a
   small, consistent noise from a perturbation table, looked up by the count and its cell key.
 """
 
@@ -50,7 +50,7 @@ def parameters(method: str) -> dict:
             "round_to": ROUND_TO,
         }
     if method == CELL_KEY:
-        from indices.disclosure.cell_key import ptable
+        from indices.areas.disclosure.cell_key import ptable
 
         return ptable().parameters()
     raise ValueError(f"disclosure method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -76,7 +76,7 @@ def is_publishable(value: int | None, method: str = ROUNDING) -> bool:
     if method == ROUNDING:
         return value == 0 or (value >= 10 and value % ROUND_TO == 0)
     if method == CELL_KEY:
-        from indices.disclosure.cell_key import ptable
+        from indices.areas.disclosure.cell_key import ptable
 
         return int(value) == value and (value == 0 or value > ptable().js)
     raise ValueError(f"disclosure method must be one of {', '.join(METHODS)}, got {method!r}")

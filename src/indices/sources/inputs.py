@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from indices import storage
+from indices.core import storage, warehouse
+from indices.core.settings import Settings
 from indices.sources.extracts import (
     ALL_SOURCES,
     Extract,
     RawFolderError,
     check_raw_folder,
+    current_extracts,
     parse_extract_name,
 )
+from indices.sources.registry import REQUIRED_SOURCES
 
 REFERENCE_DATE_TAG = "indices/reference_date"
 INPUTS_TAG = "indices/inputs"
@@ -146,21 +149,17 @@ def from_record(record: dict) -> RunInputs:
     )
 
 
-def inputs_path(warehouse_dir: storage.Location, name: str) -> storage.Location:
-    return storage.join(warehouse_dir, "runs", f"{name}.json")
-
-
 def save(warehouse_dir: storage.Location, inputs: RunInputs) -> str:
     """Keep a run's inputs in the private warehouse under their digest (the same inputs, the
     same file: saving twice is harmless); the digest."""
-    path = inputs_path(warehouse_dir, f"inputs-{inputs.digest}")
+    path = warehouse.run_record(warehouse_dir, f"inputs-{inputs.digest}")
     with contextlib.suppress(FileExistsError):
         storage.write_text(path, json.dumps(inputs.record(), indent=2) + "\n", exclusive=True)
     return inputs.digest
 
 
 def load(warehouse_dir: storage.Location, digest: str) -> RunInputs:
-    path = inputs_path(warehouse_dir, f"inputs-{digest}")
+    path = warehouse.run_record(warehouse_dir, f"inputs-{digest}")
     if not storage.exists(path):
         raise RawFolderError(f"this run's inputs record {path} is missing from the warehouse")
     return from_record(json.loads(storage.read_text(path)))
@@ -172,7 +171,7 @@ def claim(
     """The inputs of a run that was started without them (from the UI): the first step to ask
     decides them (`decide_now()`) and records them under the run id, atomically; every other
     step reads that record. The inputs, and whether this call decided them."""
-    path = inputs_path(warehouse_dir, f"run-{run_id}")
+    path = warehouse.run_record(warehouse_dir, f"run-{run_id}")
     if not storage.exists(path):
         inputs = decide_now()
         save(warehouse_dir, inputs)
@@ -182,3 +181,38 @@ def claim(
         except FileExistsError:
             pass  # another step of the run decided first: its record holds
     return load(warehouse_dir, storage.read_text(path).strip()), False
+
+
+# -- within a run: what every step reads -----------------------------------------------------
+
+
+def decide_inputs(settings: Settings) -> RunInputs:
+    """The inputs of a run starting now (see `indices.sources.inputs.decide`)."""
+    return decide(settings.raw_dir, settings.reference_date, REQUIRED_SOURCES)
+
+
+def start_run(settings: Settings) -> Settings:
+    """Decide a run's inputs now, as its launcher does (the CLI, the schedule, the sensor), and
+    keep them in the warehouse; the settings of the run (`settings.inputs.tags()` are the tags
+    that hand the same inputs to every step of it)."""
+    inputs = decide_inputs(settings)
+    save(settings.warehouse_dir, inputs)
+    return settings.with_inputs(inputs)
+
+
+def inputs_of(settings: Settings) -> RunInputs:
+    """The extracts and the reference date this run reads."""
+    return settings.inputs or decide_inputs(settings)
+
+
+def in_force(settings: Settings, source: str) -> list[Extract]:
+    """The extracts in force of a source, as the run decided them (for asc_cld, one per
+    authority); without a run, as the raw folder has them now."""
+    if settings.inputs:
+        return settings.inputs.of(source)
+    return current_extracts(settings.raw_dir, source)
+
+
+def reference_date(settings: Settings) -> date:
+    """The run's reference date: the one set, else the register in force's extract date."""
+    return settings.reference_date or inputs_of(settings).reference_date

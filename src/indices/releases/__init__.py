@@ -1,0 +1,1 @@
+"""Releases: immutable, versioned, audited datasets, their catalog and lineage."""
