@@ -12,8 +12,9 @@ def data_dictionary() -> str:
     lines = [
         "# Data dictionary",
         "",
-        "Generated from the pandera schemas in `src/indices/schemas.py` and the published column",
-        "descriptions in `src/indices/areas.py` by `indices dictionary`; a test keeps it current.",
+        "Generated from the pandera schemas in `src/indices/sources/schemas.py` and the published",
+        "column descriptions in `src/indices/areas/counts.py` by `indices dictionary`; a test keeps",
+        "it current.",
         "",
         "## Conformed tables (private warehouse)",
         "",
