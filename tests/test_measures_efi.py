@@ -13,7 +13,7 @@ from indices.measures.persons import (
     build_long_term_support,
     build_persons,
     deficit_column,
-    person_measures_sql,
+    person_measures_query,
 )
 
 D = date(2025, 3, 31)
@@ -26,15 +26,15 @@ def persons_table(conformed, reference_date: date = D) -> dict[str, dict]:
     root = conformed.write()
     parts = {a: root / "measures" / f"{a}.parquet" for a in ("E06000001", UNLOCATED)}
     supported = root / "measures" / "lts.parquet"
-    build_persons(root / "conformed", reference_date, parts)  # the test LSOAs are Hartlepool's
+    build_persons(root, reference_date, parts)  # the test LSOAs are Hartlepool's
     build_long_term_support(
         {"E06000001": root / "conformed" / "asc_cld.parquet"},
         reference_date,
         {"E06000001": supported},
     )
-    query = person_measures_sql(list(parts.values()), [supported])
-    con_rows = query_rows(query)
-    names = [r[0] for r in query_rows(f"DESCRIBE {query}")]
+    query, parameters = person_measures_query(list(parts.values()), [supported])
+    con_rows = query_rows(query, parameters)
+    names = [r[0] for r in query_rows(f"DESCRIBE {query}", parameters)]
     return {row[0].rstrip("0"): dict(zip(names, row, strict=True)) for row in con_rows}
 
 

@@ -140,7 +140,7 @@ def test_hes_code_quirks_score_through_conform(tmp_path):
     for source in ("gp_patients", "gp_events", "gp_medications", "hes_apc"):
         conform_source(LAYOUTS[source], found[source], warehouse, KEY)
     path = warehouse / "persons.parquet"
-    build_persons(warehouse / "conformed", D, {"E06000001": path})  # LSOA E01011949
+    build_persons(warehouse, D, {"E06000001": path})  # LSOA E01011949
     score, band = (
         duckdb.connect()
         .execute(f"SELECT hfrs_tenths, hfrs_band FROM read_parquet('{path}')")

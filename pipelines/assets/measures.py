@@ -5,7 +5,6 @@ import dagster as dg
 
 from indices.areas import tables
 from indices.core import warehouse
-from indices.core.duck import query_rows, sql_str
 from indices.measures import parts
 from indices.measures.persons import UNLOCATED
 from indices.sources import inputs as run_inputs
@@ -23,15 +22,11 @@ def persons_metadata(settings: IndicesSettings, paths_rows: list[tuple]) -> dict
     """Rows, reference date and eFI categories of the person tables just made (together, when a
     run made several)."""
     resolved = settings.resolve()
-    files = ", ".join(sql_str(path) for path, _ in paths_rows)
-    shares = query_rows(
-        f"SELECT efi_category, count(*) FROM read_parquet([{files}]) "
-        "WHERE age >= 65 GROUP BY 1 ORDER BY 1"
-    )
+    categories = parts.efi_categories_65plus([path for path, _ in paths_rows])
     return {
         **row_count(sum(rows for _, rows in paths_rows), len(paths_rows)),
         "reference_date": str(run_inputs.reference_date(resolved)),
-        "efi_categories_65plus": dg.MetadataValue.json({k: v for k, v in shares}),
+        "efi_categories_65plus": dg.MetadataValue.json(categories),
     }
 
 
@@ -100,10 +95,7 @@ def long_term_support(
     description="Each person appears once, in one authority's part.",
 )
 def one_row_per_person(settings: IndicesSettings) -> dg.AssetCheckResult:
-    files = ", ".join(map(sql_str, parts.persons_parts(settings.resolve())))
-    duplicates = query_rows(
-        f"SELECT count(*) - count(DISTINCT person_id) FROM read_parquet([{files}])"
-    )[0][0]
+    duplicates = parts.repeated_persons(settings.resolve())
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicates": duplicates})
 
 

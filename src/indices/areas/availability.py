@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from indices.core import storage, warehouse
-from indices.core.duck import sql_str
 from indices.sources.conform import read_sidecar
 from indices.sources.extracts import parse_extract_name
 
@@ -38,35 +39,31 @@ class Withheld:
     by_lad: dict[str, dict[str, str]] = field(default_factory=dict)
     england: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def condition(self, measure: str) -> str:
-        """SQL, over rows with `level` and `lad19_code`, true where the measure is withheld."""
-        if "population" in self.everywhere or measure in self.everywhere:
-            return "true"
-        terms = (
-            ["level = 'england'"] if self.by_lad.get(measure) or self.england.get(measure) else []
+    def rules(self) -> pa.Table:
+        """Where each measure is withheld and why, one rule a row in the order the reasons are
+        given (`order`): `scope` everywhere, lad (that authority, its LSOAs and England) or
+        england. The area counts join it as a table (`indices.areas.counts`)."""
+        rows = [(m, "everywhere", None, r) for m, r in sorted(self.everywhere.items())]
+        rows += [
+            (m, "lad", lad, r)
+            for m, lads in sorted(self.by_lad.items())
+            for lad, r in sorted(lads.items())
+        ]
+        rows += [
+            (m, "england", None, r)
+            for m, senders in sorted(self.england.items())
+            for _, r in sorted(senders.items())
+        ]
+        measures, scopes, lads, reasons = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return pa.table(
+            {
+                "order": pa.array(range(len(rows)), pa.int64()),
+                "measure": pa.array(measures, pa.string()),
+                "scope": pa.array(scopes, pa.string()),
+                "lad19_code": pa.array(lads, pa.string()),
+                "reason": pa.array(reasons, pa.string()),
+            }
         )
-        lads = self.by_lad.get(measure)
-        if lads:
-            terms.append(f"lad19_code IN ({', '.join(sql_str(code) for code in sorted(lads))})")
-        return f"({' OR '.join(terms)})" if terms else "false"
-
-    def reason_sql(self) -> str:
-        """SQL text of the reasons that apply to a row, or null."""
-        parts = [f"{sql_str(f'{m}: {r}')}" for m, r in sorted(self.everywhere.items())]
-        for measure, lads in sorted(self.by_lad.items()):
-            for lad, reason in sorted(lads.items()):
-                parts.append(
-                    f"CASE WHEN level = 'england' OR lad19_code = {sql_str(lad)} "
-                    f"THEN {sql_str(f'{measure}: {reason}')} END"
-                )
-        for measure, senders in sorted(self.england.items()):
-            for reason in (r for _, r in sorted(senders.items())):
-                parts.append(
-                    f"CASE WHEN level = 'england' THEN {sql_str(f'{measure}: {reason}')} END"
-                )
-        if not parts:
-            return "CAST(NULL AS VARCHAR)"
-        return f"nullif(concat_ws('; ', {', '.join(parts)}), '')"
 
     def describe(self) -> list[str]:
         lines = [f"{m} withheld everywhere: {r}" for m, r in sorted(self.everywhere.items())]

@@ -18,9 +18,9 @@ from indices.areas.disclosure import (
     cell_key,
 )
 from indices.core import storage, warehouse
-from indices.core.duck import connect, copy_to_parquet, sql_str
-from indices.core.reference import reference_path
-from indices.measures.persons import person_measures_sql
+from indices.core.duck import connect, copy_to_parquet
+from indices.core.reference import load_lsoa_lookup
+from indices.measures.persons import person_measures_query
 
 LEVELS = ("lsoa", "lad", "england")
 
@@ -100,12 +100,12 @@ PARTITIONS = {
 }
 
 
-def area_counts_sql(persons: str, withheld: Withheld) -> str:
+def area_counts_query(persons: str) -> str:
     """Exact counts per LSOA, per LAD and for England over the persons (a query, see
-    `person_measures_sql`), one row per area with a `level`; a count whose inputs are missing is
-    null and `withheld_reason` says why. Beside each count, `<count>_cell_key`: the sum of its
-    persons' record keys modulo 256, for the cell-key method (private, like the counts)."""
-    lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
+    `person_measures_query`), one row per area with a `level`; a count whose inputs are missing
+    (a rule of the table `withheld_rules`, `Withheld.rules`) is null and `withheld_reason` says
+    why. Beside each count, `<count>_cell_key`: the sum of its persons' record keys modulo 256,
+    for the cell-key method (private, like the counts). Reads the view `lsoa_lookup`."""
     keys = cell_key.RECORD_KEYS
     sums = ", ".join(
         f"count(*) FILTER (WHERE {c.condition}) AS {c.name}, "
@@ -119,35 +119,47 @@ def area_counts_sql(persons: str, withheld: Withheld) -> str:
         for c in COUNTS
     )
     names = ", ".join(f"c.{c.name}, c.{c.name}_cell_key" for c in COUNTS)
+
+    def withheld(c: Count) -> str:  # the population withheld withholds every count
+        return (
+            f"list_contains(r.measures, '{c.measure}') OR list_contains(r.measures, 'population')"
+        )
+
     guarded = ", ".join(
-        f"CASE WHEN {withheld.condition(c.measure)} THEN NULL ELSE {c.name} END AS {c.name}"
-        for c in COUNTS
+        f"CASE WHEN {withheld(c)} THEN NULL ELSE e.{c.name} END AS {c.name}" for c in COUNTS
     )
     guarded_keys = ", ".join(
-        f"CASE WHEN {withheld.condition(c.measure)} THEN NULL ELSE {c.name}_cell_key END "
-        f"AS {c.name}_cell_key"
+        f"CASE WHEN {withheld(c)} THEN NULL ELSE e.{c.name}_cell_key END AS {c.name}_cell_key"
         for c in COUNTS
     )
     return f"""
     WITH persons AS (
         SELECT *, {cell_key.record_key_sql("person_id")} AS record_key FROM ({persons})
     ),
-    lookup AS (SELECT lsoa11_code, lad19_code FROM read_csv({lookup}, all_varchar = true)),
     covered AS (SELECT DISTINCT lad19_code FROM persons WHERE lad19_code IS NOT NULL),
     by_lsoa AS (SELECT lsoa11_code, {sums} FROM persons WHERE lsoa11_code IS NOT NULL GROUP BY 1),
     by_lad AS (SELECT lad19_code, {sums} FROM persons WHERE lad19_code IS NOT NULL GROUP BY 1),
     exact AS (
         SELECT 'lsoa' AS level, l.lsoa11_code AS area_code, l.lad19_code, {zero_filled}
-        FROM lookup l JOIN covered USING (lad19_code) LEFT JOIN by_lsoa c USING (lsoa11_code)
+        FROM lsoa_lookup l JOIN covered USING (lad19_code) LEFT JOIN by_lsoa c USING (lsoa11_code)
         UNION ALL
         SELECT 'lad', c.lad19_code, c.lad19_code, {names} FROM by_lad c
         UNION ALL
         SELECT 'england', 'E92000001', NULL, {sums} FROM persons
+    ),
+    rules AS (
+        SELECT e.level, e.area_code, list(w.measure) AS measures,
+               string_agg(w.measure || ': ' || w.reason, '; ' ORDER BY w."order") AS reason
+        FROM exact e JOIN withheld_rules w
+          ON w.scope = 'everywhere'
+          OR (e.level = 'england' AND w.scope IN ('lad', 'england'))
+          OR (w.scope = 'lad' AND e.lad19_code = w.lad19_code)
+        GROUP BY e.level, e.area_code
     )
-    SELECT level, area_code, lad19_code, {guarded}, {withheld.reason_sql()} AS withheld_reason,
+    SELECT e.level, e.area_code, e.lad19_code, {guarded}, r.reason AS withheld_reason,
            {guarded_keys}
-    FROM exact
-    ORDER BY level, area_code
+    FROM exact e LEFT JOIN rules r USING (level, area_code)
+    ORDER BY e.level, e.area_code
     """
 
 
@@ -162,8 +174,10 @@ def build_area_counts(
     target = warehouse.area_counts(warehouse_dir)
     con = connect(warehouse.scratch(warehouse_dir))
     try:
-        query = area_counts_sql(person_measures_sql(persons, supported), withheld)
-        return target, copy_to_parquet(con, query, target)
+        load_lsoa_lookup(con)
+        con.register("withheld_rules", withheld.rules())
+        query, parameters = person_measures_query(persons, supported)
+        return target, copy_to_parquet(con, area_counts_query(query), target, None, parameters)
     finally:
         con.close()
 

@@ -26,7 +26,7 @@ from indices.areas.disclosure import (
     parameters,
 )
 from indices.core import storage
-from indices.core.duck import connect, sql_str
+from indices.core.duck import connect
 
 KEYS = {"lsoa": ("lsoa11_code", "lad19_code"), "lad": ("lad19_code",), "england": ("country_code",)}
 
@@ -180,9 +180,10 @@ def area_release(
     con = connect()
     try:
         con.execute(DISCLOSURE_MACROS)
-        source = f"read_parquet({sql_str(area_counts)})"
+        con.read_parquet(str(area_counts)).create_view("exact_counts")
+        source = "exact_counts"
         if method == CELL_KEY:
-            present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            present = {row[0] for row in con.execute(f"DESCRIBE {source}").fetchall()}
             if f"{COUNTS[0].name}_cell_key" not in present:
                 raise ValueError(
                     f"{area_counts} has no cell keys (made by an older version): rebuild the "
@@ -535,9 +536,10 @@ def _across_releases(
     return report, details
 
 
-def published_area_sql(protected: str, level: str, reference_date: date) -> str:
+def published_area_sql(protected: str, level: str) -> str:
     """A published area dataset from `protected` (a relation holding every level's disclosure
-    controlled counts and flags, see `AreaRelease.table`): keys, counts, flags and rates."""
+    controlled counts and flags, see `AreaRelease.table`): keys, counts, flags and rates; its
+    parameters are `$level` and `$reference_date`."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     keys = {
@@ -554,9 +556,9 @@ def published_area_sql(protected: str, level: str, reference_date: date) -> str:
     )
     return f"""
     WITH published AS (
-        SELECT {keys}, DATE {sql_str(reference_date)} AS reference_date, {counts}, {flags},
+        SELECT {keys}, CAST($reference_date AS DATE) AS reference_date, {counts}, {flags},
                withheld_reason
-        FROM {protected} WHERE level = {sql_str(level)}
+        FROM {protected} WHERE level = $level
     )
     SELECT *, {rates} FROM published
     """
@@ -569,7 +571,8 @@ def published_area_table(
     con.register("protected_counts", release.table)
     try:
         return con.sql(
-            published_area_sql("protected_counts", level, reference_date)
+            published_area_sql("protected_counts", level),
+            params={"level": level, "reference_date": reference_date},
         ).to_arrow_table()
     finally:
         con.unregister("protected_counts")

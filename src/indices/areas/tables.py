@@ -13,8 +13,7 @@ from indices.areas.counts import (
     build_area_counts,
 )
 from indices.core import storage, warehouse
-from indices.core.duck import connect, query_rows, sql_str, write_json_atomic
-from indices.core.reference import reference_path
+from indices.core.duck import connect, query_rows, write_json_atomic
 from indices.core.settings import Settings
 from indices.measures.parts import (
     PartsNotCurrent,
@@ -73,14 +72,12 @@ AREA_DATASETS = (
 
 def withheld(settings: Settings, persons_files: list[storage.Location]) -> Withheld:
     """What the area counts must withhold, given the ledgers and the authorities covered."""
-    files = ", ".join(map(sql_str, persons_files))
-    covered = [
-        row[0]
-        for row in query_rows(
-            f"SELECT DISTINCT lad19_code FROM read_parquet([{files}]) "
-            "WHERE lad19_code IS NOT NULL ORDER BY 1"
-        )
-    ]
+    rows = query_rows(
+        "SELECT DISTINCT lad19_code FROM read_parquet($files) "
+        "WHERE lad19_code IS NOT NULL ORDER BY 1",
+        {"files": [str(path) for path in persons_files]},
+    )
+    covered = [lad for (lad,) in rows]
     return withheld_measures(settings.warehouse_dir, covered, social_care_authorities(settings))
 
 
@@ -124,8 +121,9 @@ def partition_problems(area_counts: storage.Location) -> list[str]:
         for total, parts in PARTITIONS.items():
             # Withheld counts are null and compare as unknown: only known sums are checked.
             rows = con.execute(
-                f"SELECT level, area_code, {total}, {' + '.join(parts)} FROM read_parquet("
-                f"{sql_str(area_counts)}) WHERE {total} <> {' + '.join(parts)}"
+                f"SELECT level, area_code, {total}, {' + '.join(parts)} FROM read_parquet($counts) "
+                f"WHERE {total} <> {' + '.join(parts)}",
+                {"counts": str(area_counts)},
             ).fetchall()
             problems += [
                 f"{lvl} {code}: {total}={t} but categories sum to {s}" for lvl, code, t, s in rows
@@ -137,19 +135,12 @@ def partition_problems(area_counts: storage.Location) -> list[str]:
 
 def missing_lsoas(area_counts: storage.Location) -> list[str]:
     """LSOAs of a covered local authority that have no row in the LSOA counts."""
-
-    con = connect()
-    try:
-        lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
-        counts = sql_str(area_counts)
-        return [
-            row[0]
-            for row in con.execute(
-                f"SELECT l.lsoa11_code FROM read_csv({lookup}, all_varchar = true) l "
-                f"WHERE l.lad19_code IN (SELECT area_code FROM read_parquet({counts}) "
-                f"WHERE level = 'lad') AND l.lsoa11_code NOT IN (SELECT area_code FROM "
-                f"read_parquet({counts}) WHERE level = 'lsoa') ORDER BY 1"
-            ).fetchall()
-        ]
-    finally:
-        con.close()
+    rows = query_rows(
+        "SELECT l.lsoa11_code FROM lsoa_lookup l "
+        "WHERE l.lad19_code IN (SELECT area_code FROM read_parquet($counts) WHERE level = 'lad') "
+        "AND l.lsoa11_code NOT IN (SELECT area_code FROM read_parquet($counts) "
+        "WHERE level = 'lsoa') ORDER BY 1",
+        {"counts": str(area_counts)},
+        lookup=True,
+    )
+    return [code for (code,) in rows]

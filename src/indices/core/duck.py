@@ -27,7 +27,7 @@ def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
         # A folder of its own: connections of runs going at once never share spill files. DuckDB
         # creates it, and removes it on close.
         own = Path(spill_dir) / f"duckdb-{leftovers.owner_tag()}"
-        con.execute(f"SET temp_directory = {sql_str(own)}")
+        con.execute(f"SET temp_directory = {sql_str(own)}")  # a setting takes no parameter
     return con
 
 
@@ -48,7 +48,11 @@ def ident(name: str) -> str:
 
 
 def copy_to_parquet(
-    con: duckdb.DuckDBPyConnection, query: str, path: storage.Location, scratch: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    path: storage.Location,
+    scratch: Path | None = None,
+    parameters: dict | None = None,
 ) -> int:
     """Write a query to Parquet atomically: to a local temporary file (beside the target when it
     is local, else in `scratch`), then renamed or uploaded into place; the rows written. A
@@ -63,10 +67,11 @@ def copy_to_parquet(
     try:
         with storage.writing(tmp.parent):
             con.execute(
-                f"COPY ({query}) TO {sql_str(tmp)} "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+                f"COPY ({query}) TO $target (FORMAT parquet, COMPRESSION zstd, "
+                "ROW_GROUP_SIZE 122880)",
+                {**(parameters or {}), "target": str(tmp)},
             )
-        rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(tmp)})").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(tmp)}).fetchone()[0]
         storage.put(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -78,10 +83,15 @@ def write_json_atomic(path: storage.Location, payload: object) -> None:
     storage.write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def query_rows(query: str) -> list[tuple]:
-    """Run one read-only query on a fresh connection; all its rows."""
+def query_rows(query: str, parameters: dict | None = None, lookup: bool = False) -> list[tuple]:
+    """Run one read-only query, with its parameters, on a fresh connection (with the view
+    `lsoa_lookup` when `lookup`); all its rows."""
+    from indices.core.reference import load_lsoa_lookup
+
     con = connect()
     try:
-        return con.execute(query).fetchall()
+        if lookup:
+            load_lsoa_lookup(con)
+        return con.execute(query, parameters or {}).fetchall()
     finally:
         con.close()

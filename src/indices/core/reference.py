@@ -7,6 +7,7 @@ import os
 from functools import cache
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 _CHECKOUT_REFERENCE = Path(__file__).resolve().parents[3] / "data" / "reference"
@@ -77,3 +78,13 @@ def vocabulary(source: str) -> list[str]:
     """A controlled vocabulary's values, from its reference file: "file.csv:column"."""
     file, column = source.split(":")
     return pd.read_csv(reference_path(file), dtype=str)[column].tolist()
+
+
+LSOA_LOOKUP = "geography/lsoa11_lad19.csv"
+
+
+def load_lsoa_lookup(con: duckdb.DuckDBPyConnection) -> None:
+    """The LSOA 2011 → LAD 2019 lookup as the view `lsoa_lookup` of this connection (every column
+    text): the file is named once, and every query of the connection reads the view."""
+    relation = con.read_csv(str(reference_path(LSOA_LOOKUP)), all_varchar=True)
+    relation.create_view("lsoa_lookup", replace=True)

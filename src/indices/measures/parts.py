@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 
 from indices.core import storage, warehouse
-from indices.core.duck import query_rows, sql_str, write_json_atomic
+from indices.core.duck import query_rows, write_json_atomic
 from indices.core.reference import reference_path
 from indices.core.settings import Settings
 from indices.measures.persons import UNLOCATED, build_long_term_support, build_persons
@@ -43,14 +43,13 @@ class PartsNotCurrent(ValueError):
 def register_authorities(settings: Settings) -> list[str]:
     """The local authorities of every LSOA in the conformed GP register."""
     register = warehouse.conformed(settings.warehouse_dir, "gp_patients")
-    lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
-    return [
-        row[0]
-        for row in query_rows(
-            f"SELECT DISTINCT g.lad19_code FROM read_parquet({sql_str(register)}) r "
-            f"JOIN read_csv({lookup}, all_varchar = true) g USING (lsoa11_code) ORDER BY 1"
-        )
-    ]
+    rows = query_rows(
+        "SELECT DISTINCT g.lad19_code FROM read_parquet($register) r "
+        "JOIN lsoa_lookup g USING (lsoa11_code) ORDER BY 1",
+        {"register": str(register)},
+        lookup=True,
+    )
+    return [lad for (lad,) in rows]
 
 
 def made_from_record(d: date, sidecars: list[storage.Location]) -> dict:
@@ -80,7 +79,7 @@ def persons(settings: Settings, authorities: list[str]) -> list[tuple[storage.Lo
         a: warehouse.measures_part(settings.warehouse_dir, "persons", a) for a in authorities
     }
     rows = build_persons(
-        storage.join(settings.warehouse_dir, "conformed"),
+        settings.warehouse_dir,
         d,
         targets,
         warehouse.scratch(settings.warehouse_dir),
@@ -193,16 +192,15 @@ def persons_parts(settings: Settings) -> list[storage.Location]:
 def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dict[str, float]]:
     """Categories whose share of persons is far from the expected one (a warning, not an
     error: real areas differ); the problems and the observed shares."""
-    from indices.core.reference import reference_path
 
     expected = pd.read_csv(reference_path("frailty/plausible_shares.csv"))
     expected = expected[expected["measure"] == measure]
     column, age = {"efi": ("efi_category", 65), "hfrs": ("hfrs_band", 75)}[measure]
-    files = ", ".join(map(sql_str, persons_parts(settings)))
     observed = dict(
         query_rows(
-            f"SELECT {column}, count(*) / sum(count(*)) OVER () FROM "
-            f"read_parquet([{files}]) WHERE age >= {age} GROUP BY 1"
+            f"SELECT {column}, count(*) / sum(count(*)) OVER () FROM read_parquet($files) "
+            "WHERE age >= $age GROUP BY 1",
+            {"files": [str(p) for p in persons_parts(settings)], "age": age},
         )
     )
     problems = [
@@ -212,3 +210,23 @@ def implausible_shares(settings: Settings, measure: str) -> tuple[list[str], dic
         if abs(observed.get(row.category, 0) - row.expected_share) > row.tolerance
     ]
     return problems, {k: round(v, 4) for k, v in observed.items() if k is not None}
+
+
+def efi_categories_65plus(persons: list[storage.Location]) -> dict[str | None, int]:
+    """Persons aged 65+ per eFI category in some person tables."""
+    rows = query_rows(
+        "SELECT efi_category, count(*) FROM read_parquet($files) WHERE age >= 65 "
+        "GROUP BY 1 ORDER BY 1",
+        {"files": [str(path) for path in persons]},
+    )
+    return dict(rows)
+
+
+def repeated_persons(settings: Settings) -> int:
+    """How many rows of the person tables made so far repeat a person (0: each person appears
+    once, in one authority's part)."""
+    rows = query_rows(
+        "SELECT count(*) - count(DISTINCT person_id) FROM read_parquet($files)",
+        {"files": [str(path) for path in persons_parts(settings)]},
+    )
+    return rows[0][0]

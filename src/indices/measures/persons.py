@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
-from indices.core import storage
-from indices.core.duck import connect, copy_to_parquet, sql_str
-from indices.core.reference import efi_deficits, reference_path
+from indices.core import storage, warehouse
+from indices.core.duck import connect, copy_to_parquet, ident
+from indices.core.reference import efi_deficits, load_lsoa_lookup, reference_path
 from indices.measures.dates import age_sql, years_before
 
 POLYPHARMACY = "polypharmacy"
@@ -84,171 +85,165 @@ def deficit_column(deficit_id: str) -> str:
     return "efi_" + deficit_id.replace("-", "_")
 
 
-def residents_sql(authorities: list[str]) -> str:
-    """SQL, over the lookup row `g` of a person's LSOA, true for residents of the authorities
-    (`UNLOCATED` among them: the persons with no known LSOA)."""
-    codes = [a for a in authorities if a != UNLOCATED]
-    terms = [f"g.lad19_code IN ({', '.join(map(sql_str, codes))})"] if codes else []
-    terms += ["g.lad19_code IS NULL"] if UNLOCATED in authorities else []
-    return f"({' OR '.join(terms) or 'false'})"
+# Residents of some authorities, over the lookup row `g` of a person's LSOA: see
+# `residents_parameters`.
+RESIDENTS = (
+    "($everyone OR list_contains(CAST($authorities AS VARCHAR[]), g.lad19_code) "
+    "OR ($unlocated AND g.lad19_code IS NULL))"
+)
+PERSONS_SQL = Path(__file__).with_name("persons.sql")
 
 
-def persons_sql(
-    conformed: storage.Location, reference_date: date, authorities: list[str] | None = None
-) -> str:
-    """SQL for the person table as at `reference_date`, exactly as the definitions say: the
-    residents of some lower-tier local authorities (see `residents_sql`), or everyone (None)."""
+def residents_parameters(authorities: list[str] | None) -> dict:
+    """The parameters of `RESIDENTS` for the residents of these authorities (`UNLOCATED` among
+    them: the persons with no known LSOA), or for everyone (None)."""
+    chosen = authorities or []
+    return {
+        "everyone": authorities is None,
+        "authorities": [a for a in chosen if a != UNLOCATED],
+        "unlocated": UNLOCATED in chosen,
+    }
 
-    def table(source: str) -> str:
-        return f"read_parquet({sql_str(storage.join(conformed, f'{source}.parquet'))})"
 
-    d = f"DATE {sql_str(reference_date)}"
-    one_year_before = f"DATE {sql_str(years_before(reference_date, 1))}"
-    two_years_before = f"DATE {sql_str(years_before(reference_date, 2))}"
+def load_frailty_reference(con: duckdb.DuckDBPyConnection) -> None:
+    """The reference data of the measures, once per connection: the LSOA lookup and the eFI
+    codes as views of their files, the eFI categories, HFRS weights (integer tenths) and HFRS
+    bands as registered tables."""
+    load_lsoa_lookup(con)
+    con.read_csv(str(reference_path("frailty/efi_snomed_codes.csv")), all_varchar=True).create_view(
+        "efi_codes", replace=True
+    )
+    con.register(
+        "efi_bands",
+        pd.DataFrame(
+            [(b.name, b.lowest, b.highest) for b in efi_categories()],
+            columns=["band", "lowest", "highest"],
+        ),
+    )
+    con.register(
+        "hfrs_weights",
+        pd.DataFrame(list(hfrs_weights().items()), columns=["icd10_3char", "tenths"]),
+    )
+    # Open ends as bounds no score reaches: a band is `lowest <= tenths <= highest`.
+    con.register(
+        "hfrs_bands",
+        pd.DataFrame(
+            [
+                (
+                    b.name,
+                    -1 if b.lowest is None else b.lowest,
+                    1_000_000 if b.highest is None else b.highest,
+                )
+                for b in hfrs_bands()
+            ],
+            columns=["band", "lowest", "highest"],
+        ),
+    )
+
+
+def persons_query(
+    con: duckdb.DuckDBPyConnection,
+    warehouse_dir: storage.Location,
+    reference_date: date,
+    authorities: list[str] | None = None,
+) -> tuple[str, dict]:
+    """The person table as at `reference_date` (`persons.sql`), over the conformed tables of a
+    warehouse made views of this connection, for the residents of some lower-tier local
+    authorities (see `residents_parameters`) or everyone (None): the query and its parameters."""
+    for view, source in (
+        ("register", "gp_patients"),
+        ("events", "gp_events"),
+        ("medications", "gp_medications"),
+        ("episodes", "hes_apc"),
+    ):
+        con.read_parquet(str(warehouse.conformed(warehouse_dir, source))).create_view(
+            view, replace=True
+        )
+    load_frailty_reference(con)
     deficits = efi_deficits()["deficit_id"].tolist()
     flags = ",\n".join(
-        f"CASE WHEN p.age >= 65 THEN coalesce(bool_or(x.deficit_id = {sql_str(i)}), false) END "
-        f"AS {deficit_column(i)}"
-        for i in deficits
+        f"CASE WHEN p.age >= 65 THEN coalesce(bool_or(x.deficit_id = $deficit_{i}), false) END "
+        f"AS {ident(deficit_column(deficit))}"
+        for i, deficit in enumerate(deficits)
     )
-    categories = " ".join(
-        f"WHEN efi_deficits BETWEEN {b.lowest} AND {b.highest} THEN {sql_str(b.name)}"
-        for b in efi_categories()
+    query = PERSONS_SQL.read_text().format(
+        age=age_sql("c.date_of_birth", "$d"),
+        residents=RESIDENTS,
+        deficit_flags=flags,
+        diagnoses=", ".join(f"diag_4_{i:02d}" for i in range(1, 21)),
     )
-    hfrs_band = " ".join(
-        f"WHEN hfrs_tenths BETWEEN {b.lowest if b.lowest is not None else -1} "
-        f"AND {b.highest if b.highest is not None else 1_000_000} THEN {sql_str(b.name)}"
-        for b in hfrs_bands()
-    )
-    weights = ", ".join(f"({sql_str(code)}, {w})" for code, w in hfrs_weights().items())
-    diagnoses = ", ".join(f"diag_4_{i:02d}" for i in range(1, 21))
-    codes = sql_str(reference_path("frailty/efi_snomed_codes.csv"))
-    lookup = sql_str(reference_path("geography/lsoa11_lad19.csv"))
-    residents = "true" if authorities is None else residents_sql(authorities)
-    return f"""
-    WITH register AS (SELECT * FROM {table("gp_patients")}),
-    died AS (SELECT DISTINCT person_id FROM register WHERE date_of_death <= {d}),
-    covering AS (
-        SELECT *, row_number() OVER (
-            PARTITION BY person_id
-            ORDER BY registration_start DESC, lsoa11_code ASC NULLS LAST, practice_code
-        ) AS pick
-        FROM register
-        WHERE registration_start <= {d}
-          AND (registration_end IS NULL OR registration_end > {d})
-          AND person_id NOT IN (SELECT person_id FROM died)
-    ),
-    population AS (
-        SELECT c.person_id, c.lsoa11_code, g.lad19_code, c.sex,
-               {age_sql("c.date_of_birth", d)} AS age
-        FROM covering c
-        LEFT JOIN read_csv({lookup}, all_varchar = true) g USING (lsoa11_code)
-        WHERE c.pick = 1 AND {residents}
-    ),
-    older AS (SELECT person_id FROM population WHERE age >= 65),
-    coded AS (
-        SELECT DISTINCT e.person_id, c.deficit_id
-        FROM {table("gp_events")} e
-        JOIN read_csv({codes}, all_varchar = true) c USING (snomed_code)
-        WHERE e.event_date <= {d} AND e.person_id IN (SELECT person_id FROM older)
-    ),
-    polypharmacy AS (
-        SELECT person_id, {sql_str(POLYPHARMACY)} AS deficit_id
-        FROM {table("gp_medications")}
-        WHERE issue_date > {one_year_before} AND issue_date <= {d}
-          AND person_id IN (SELECT person_id FROM older)
-        GROUP BY person_id
-        HAVING count(DISTINCT substr(bnf_code, 1, 9)) >= {POLYPHARMACY_SUBSTANCES}
-    ),
-    present AS (SELECT * FROM coded UNION ALL SELECT * FROM polypharmacy),
-    flagged AS (
-        SELECT p.person_id, p.lsoa11_code, p.lad19_code, p.sex, p.age,
-               CASE WHEN p.age >= 65 THEN count(x.deficit_id) END AS efi_deficits,
-               {flags}
-        FROM population p LEFT JOIN present x USING (person_id)
-        GROUP BY p.person_id, p.lsoa11_code, p.lad19_code, p.sex, p.age
-    ),
-    hfrs_weights(icd10_3char, tenths) AS (VALUES {weights}),
-    episode_groups AS (
-        SELECT DISTINCT person_id, substr(code, 1, 3) AS icd10_3char
-        FROM (
-            SELECT person_id, {diagnoses} FROM {table("hes_apc")}
-            WHERE epistart > {two_years_before} AND epistart <= {d}
-              AND person_id IN (SELECT person_id FROM population WHERE age >= 75)
-        ) UNPIVOT (code FOR position IN ({diagnoses}))
-    ),
-    hfrs AS (
-        SELECT person_id, sum(tenths) AS hfrs_tenths
-        FROM episode_groups JOIN hfrs_weights USING (icd10_3char) GROUP BY person_id
-    ),
-    measured AS (
-        SELECT f.*, CASE WHEN f.age >= 75 THEN coalesce(h.hfrs_tenths, 0) END AS hfrs_tenths
-        FROM flagged f LEFT JOIN hfrs h USING (person_id)
-    )
-    SELECT m.person_id, m.lsoa11_code, m.lad19_code, m.age, m.sex,
-           m.efi_deficits,
-           m.efi_deficits / {len(deficits)} AS efi,
-           CASE {categories} END AS efi_category,
-           CAST(m.hfrs_tenths AS INTEGER) AS hfrs_tenths,
-           CASE {hfrs_band} END AS hfrs_band,
-           m.* EXCLUDE (person_id, lsoa11_code, lad19_code, age, sex, efi_deficits, hfrs_tenths)
-    FROM measured m
-    ORDER BY m.person_id
-    """
+    parameters = {
+        "d": reference_date,
+        "one_year_before": years_before(reference_date, 1),
+        "two_years_before": years_before(reference_date, 2),
+        "polypharmacy": POLYPHARMACY,
+        "substances": POLYPHARMACY_SUBSTANCES,
+        "deficits": len(deficits),
+        **{f"deficit_{i}": deficit for i, deficit in enumerate(deficits)},
+        **residents_parameters(authorities),
+    }
+    return query, parameters
 
 
-def long_term_support_sql(social_care: list[storage.Location], reference_date: date) -> str:
-    """SQL for the persons receiving long-term support at D in some social care tables."""
+def long_term_support_query(
+    social_care: list[storage.Location], reference_date: date
+) -> tuple[str, dict]:
+    """The persons receiving long-term support at D in some social care tables: the query and
+    its parameters."""
     if not social_care:
-        return "SELECT CAST(NULL AS VARCHAR) AS person_id WHERE false"
-    d = f"DATE {sql_str(reference_date)}"
-    files = ", ".join(sql_str(path) for path in social_care)
-    return f"""
-    SELECT DISTINCT person_id FROM read_parquet([{files}])
+        return "SELECT CAST(NULL AS VARCHAR) AS person_id WHERE false", {}
+    query = """
+    SELECT DISTINCT person_id FROM read_parquet($files)
     WHERE event_type = 'Service' AND starts_with(service_type, 'Long Term Support')
-      AND event_start_date <= {d} AND (event_end_date IS NULL OR event_end_date >= {d})
+      AND event_start_date <= $d AND (event_end_date IS NULL OR event_end_date >= $d)
     ORDER BY person_id
     """
+    return query, {"files": [str(path) for path in social_care], "d": reference_date}
 
 
-def person_measures_sql(persons: list[storage.Location], supported: list[storage.Location]) -> str:
+def person_measures_query(
+    persons: list[storage.Location], supported: list[storage.Location]
+) -> tuple[str, dict]:
     """The persons (all parts given) with `long_term_support` from the supported persons (all
-    parts given): true or false from age 65, null below."""
+    parts given): true or false from age 65, null below. The query and its parameters."""
     if not persons:
         raise ValueError("no persons table to read")
-    files = ", ".join(sql_str(path) for path in persons)
     support = (
-        f"SELECT DISTINCT person_id FROM read_parquet([{', '.join(map(sql_str, supported))}])"
+        "SELECT DISTINCT person_id FROM read_parquet($supported)"
         if supported
         else "SELECT CAST(NULL AS VARCHAR) AS person_id WHERE false"
     )
-    return f"""
+    query = f"""
     SELECT p.*, CASE WHEN p.age >= 65 THEN s.person_id IS NOT NULL END AS long_term_support
-    FROM read_parquet([{files}]) p LEFT JOIN ({support}) s USING (person_id)
+    FROM read_parquet($persons) p LEFT JOIN ({support}) s USING (person_id)
     """
+    parameters = {"persons": [str(path) for path in persons]}
+    if supported:
+        parameters["supported"] = [str(path) for path in supported]
+    return query, parameters
 
 
 def build_persons(
-    conformed: storage.Location,
+    warehouse_dir: storage.Location,
     reference_date: date,
     targets: dict[str, storage.Location],
     scratch: Path | None = None,
 ) -> dict[str, int]:
-    """Write the person table of each authority's residents (see `persons_sql`) to its target;
-    the rows written per authority. The measures are computed once for all of them, so one
-    step over many authorities reads the national events once, not once per authority."""
+    """Write the person table of each authority's residents (see `persons_query`) to its
+    target; the rows written per authority. The measures are computed once for all of them, so
+    one step over many authorities reads the national events once, not once per authority."""
     con = connect(scratch)
     try:
-        con.execute(
-            "CREATE TEMP TABLE persons AS " + persons_sql(conformed, reference_date, list(targets))
-        )
+        query, parameters = persons_query(con, warehouse_dir, reference_date, list(targets))
+        con.execute(f"CREATE TEMP TABLE persons AS {query}", parameters)
         return {
             authority: copy_to_parquet(
                 con,
                 # `g`: the table carries each person's lad19_code, as the lookup row does.
-                f"SELECT * FROM persons g WHERE {residents_sql([authority])} ORDER BY person_id",
+                f"SELECT * FROM persons g WHERE {RESIDENTS} ORDER BY person_id",
                 target,
                 scratch,
+                residents_parameters([authority]),
             )
             for authority, target in targets.items()
         }
@@ -266,14 +261,10 @@ def build_long_term_support(
     receiving long-term support at D, to its target; the rows written per authority."""
     con = connect(scratch)
     try:
-        return {
-            authority: copy_to_parquet(
-                con,
-                long_term_support_sql([table] if table else [], reference_date),
-                targets[authority],
-                scratch,
-            )
-            for authority, table in social_care.items()
-        }
+        rows = {}
+        for authority, table in social_care.items():
+            query, parameters = long_term_support_query([table] if table else [], reference_date)
+            rows[authority] = copy_to_parquet(con, query, targets[authority], scratch, parameters)
+        return rows
     finally:
         con.close()

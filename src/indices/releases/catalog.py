@@ -158,6 +158,7 @@ def _write_catalog(
         for dataset, versions in sorted(pointers.items()):
             for version in versions:
                 manifest = manifests[dataset, version]
+                # A view keeps its path, and DDL takes no parameters: the path is quoted.
                 data = sql_str(storage.join(publish_dir, dataset, version, DATA_FILE))
                 con.execute(
                     f"CREATE VIEW {ident(f'{dataset}__{version}')} AS "

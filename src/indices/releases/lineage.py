@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from indices.core import leftovers, storage
-from indices.core.duck import connect, ident, sql_str
+from indices.core.duck import connect, ident
 from indices.core.published import (
     DATA_FILE,
     clear_leftovers,
@@ -62,12 +62,12 @@ def diff_releases(publish_dir: Path, dataset: str, old: str, new: str, top: int 
     )
     manifest = read_manifest(publish_dir, dataset, new)
     key = manifest.get("key") or [manifest["schema"][0]["column"]]
-    paths = [sql_str(storage.join(publish_dir, dataset, v, DATA_FILE)) for v in (old, new)]
     on = " AND ".join(f"a.{ident(k)} IS NOT DISTINCT FROM b.{ident(k)}" for k in key)
     con = connect()
     try:
-        con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet({paths[0]})")
-        con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({paths[1]})")
+        for view, version in (("a", old), ("b", new)):
+            path = storage.join(publish_dir, dataset, version, DATA_FILE)
+            con.read_parquet(str(path)).create_view(view)
         added = con.execute(f"SELECT count(*) FROM b ANTI JOIN a ON {on}").fetchone()[0]
         removed = con.execute(f"SELECT count(*) FROM a ANTI JOIN b ON {on}").fetchone()[0]
         shared_columns = [
