@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     composite.add_argument("--warehouse-dir", help="for specs that read `warehouse:` inputs")
     composite.add_argument("--publish-dir", help="for specs that read `published:` inputs")
+    composite.add_argument(
+        "--period", help="the period of inputs with no period column (a spec with periods)"
+    )
 
     commands.add_parser("dictionary", help="print the data dictionary (Markdown)")
 
@@ -219,14 +222,14 @@ def _composite(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from indices.composite.engine import compute, load_inputs
+    from indices.composite.engine import base_parameters_text, compute, load_inputs
     from indices.composite.spec import load_spec
 
     spec = load_spec(args.spec)
     folders = Settings.resolve(warehouse_dir=args.warehouse_dir, publish_dir=args.publish_dir)
     override = Path(args.input) if args.input else None
     data = load_inputs(spec, folders.warehouse_dir, override, folders.publish_dir)
-    result = compute(spec, data)
+    result = compute(spec, data, period=args.period)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pandas(result.units, preserve_index=False), output)
@@ -244,10 +247,21 @@ def _composite(args: argparse.Namespace) -> int:
             path = folder / f"{step}.parquet"
             pq.write_table(pa.Table.from_pandas(frame.reset_index()), path)
             written.append(path)
+    if result.base is not None:  # name it in periods.parameters to keep later runs on its scale
+        path = output.with_name(f"{output.stem}_base.json")
+        path.write_text(base_parameters_text(result))
+        written.append(path)
+    if result.periods:
+        base = spec.periods.base
+        print(f"periods: {', '.join(result.periods)}" + (f" (base {base})" if base else ""))
     for name, weights in result.weights.items():
         print(f"weights of {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in weights.items()))
     imputed = {k: v for k, v in result.imputed.items() if v}
     print(f"imputed: {imputed or 'none'}")
+    for note in result.notes:
+        print(note)
+    for warning in result.warnings:  # part of the summary: the run succeeded
+        print(f"indices: warning: {spec.name}: {warning}")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

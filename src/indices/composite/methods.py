@@ -25,24 +25,62 @@ def _float(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype(float)
 
 
+TIE_RULES = ("min", "average", "max", "first")
+
+
 def _rank(values: pd.Series, ties: str = "min", descending: bool = False) -> pd.Series:
-    """Ranks of the non-missing values (1 = lowest, or highest if `descending`); NaN stays NaN."""
+    """Ranks of the non-missing values (1 = lowest, or highest if `descending`); NaN stays NaN.
+    Tied values share the lowest (`min`), mean (`average`) or highest (`max`) of the ranks they
+    span, or take them in the order of the units (`first`)."""
+    if ties not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {ties!r}; allowed: {', '.join(TIE_RULES)}")
     values = _float(values)
     return values.rank(method=ties, ascending=not descending, na_option="keep")
+
+
+def weighted_mean_sd(values: pd.Series, weights: pd.Series | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of the non-missing values. Unweighted: the n-1 standard
+    deviation (as COINr). Weighted (e.g. by population; units with a missing weight are left
+    out): m = sum(w x) / sum(w), sd = sqrt(sum(w (x - m)^2) / (V1 - V2 / V1)), V1 = sum(w),
+    V2 = sum(w^2), the unbiased estimator for reliability weights, which is the n-1 standard
+    deviation when every weight is equal and does not change when the weights are rescaled."""
+    if weights is None:
+        return values.mean(), values.std(ddof=1)
+    w = _float(weights).reindex(values.index)
+    ok = values.notna() & w.notna()
+    x, w = values[ok].to_numpy(float), w[ok].to_numpy(float)
+    v1, v2 = w.sum(), (w**2).sum()
+    if v1 <= 0:
+        return math.nan, math.nan
+    mean = float((w * x).sum() / v1)
+    denominator = v1 - v2 / v1
+    if denominator <= 0:
+        return mean, math.nan
+    return mean, math.sqrt(float((w * (x - mean) ** 2).sum()) / denominator)
 
 
 # -- normalisation -----------------------------------------------------------------------------
 
 
-def n_minmax(values: pd.Series, low: float = 0.0, high: float = 100.0) -> pd.Series:
-    """Min-max onto [low, high]: (x - min) / (max - min) * (high - low) + low (COINr n_minmax)."""
-    lo, hi = values.min(), values.max()
+def n_minmax(
+    values: pd.Series, low: float = 0.0, high: float = 100.0, fitted: dict | None = None
+) -> pd.Series:
+    """Min-max onto [low, high]: (x - min) / (max - min) * (high - low) + low (COINr n_minmax).
+    `fitted` ({min, max}, e.g. a base period's) replaces the values' own min and max."""
+    lo, hi = (fitted["min"], fitted["max"]) if fitted else (values.min(), values.max())
     return (values - lo) / (hi - lo) * (high - low) + low
 
 
-def n_zscore(values: pd.Series, mean: float = 0.0, sd: float = 1.0) -> pd.Series:
-    """Z-score with the n-1 standard deviation, rescaled to `mean` and `sd` (COINr n_zscore)."""
-    return (values - values.mean()) / values.std(ddof=1) * sd + mean
+def n_zscore(
+    values: pd.Series, mean: float = 0.0, sd: float = 1.0, fitted: dict | None = None
+) -> pd.Series:
+    """Z-score with the n-1 standard deviation, rescaled to `mean` and `sd` (COINr n_zscore):
+    (x - m) / s * sd + mean. `fitted` ({mean, sd}: a base period's, or weighted, see
+    `weighted_mean_sd`) replaces the values' own m and s."""
+    centre, spread = (
+        (fitted["mean"], fitted["sd"]) if fitted else (values.mean(), values.std(ddof=1))
+    )
+    return (values - centre) / spread * sd + mean
 
 
 def n_scaled(values: pd.Series, low: float = 0.0, high: float = 100.0) -> pd.Series:
@@ -50,29 +88,31 @@ def n_scaled(values: pd.Series, low: float = 0.0, high: float = 100.0) -> pd.Ser
     return (values - low) / (high - low) * 100
 
 
-def n_rank(values: pd.Series) -> pd.Series:
-    """Ranks, higher value = higher rank, ties take the minimum rank (COINr n_rank)."""
-    return _rank(values, "min")
+def n_rank(values: pd.Series, ties: str = "min") -> pd.Series:
+    """Ranks, higher value = higher rank, ties take the minimum rank (COINr n_rank) unless
+    `ties` says otherwise."""
+    return _rank(values, ties)
 
 
-def n_prank(values: pd.Series) -> pd.Series:
+def n_prank(values: pd.Series, ties: str = "min") -> pd.Series:
     """Percentile ranks: (rank - 1) / (n - 1), n = non-missing values (COINr n_prank)."""
-    return (_rank(values, "min") - 1) / (values.notna().sum() - 1)
+    return (_rank(values, ties) - 1) / (values.notna().sum() - 1)
 
 
-def n_borda(values: pd.Series) -> pd.Series:
+def n_borda(values: pd.Series, ties: str = "min") -> pd.Series:
     """Borda scores: rank - 1 (COINr n_borda)."""
-    return _rank(values, "min") - 1
+    return _rank(values, ties) - 1
 
 
-def n_fracmax(values: pd.Series) -> pd.Series:
-    """Fraction of the maximum: x / max (COINr n_fracmax)."""
-    return values / values.max()
+def n_fracmax(values: pd.Series, fitted: dict | None = None) -> pd.Series:
+    """Fraction of the maximum: x / max (COINr n_fracmax); `fitted` ({max}) fixes the max."""
+    return values / (fitted["max"] if fitted else values.max())
 
 
-def n_dist2max(values: pd.Series) -> pd.Series:
-    """Distance to the maximum: 1 - (max - x) / (max - min) (COINr n_dist2max)."""
-    lo, hi = values.min(), values.max()
+def n_dist2max(values: pd.Series, fitted: dict | None = None) -> pd.Series:
+    """Distance to the maximum: 1 - (max - x) / (max - min) (COINr n_dist2max); `fitted`
+    ({min, max}) fixes them."""
+    lo, hi = (fitted["min"], fitted["max"]) if fitted else (values.min(), values.max())
     return 1 - (hi - values) / (hi - lo)
 
 
@@ -100,24 +140,27 @@ def n_goalposts(
     return result * scale
 
 
-def n_normal_scores(values: pd.Series) -> pd.Series:
-    """Normal scores: r = rank (1 = lowest, average ranks for ties), n = non-missing values,
-    score = Phi^-1((r - 0.5) / n), Phi^-1 the standard normal quantile function."""
+def n_normal_scores(values: pd.Series, ties: str = "average") -> pd.Series:
+    """Normal scores: r = rank (1 = lowest, average ranks for ties unless `ties` says
+    otherwise), n = non-missing values, score = Phi^-1((r - 0.5) / n), Phi^-1 the standard
+    normal quantile function."""
     n = values.notna().sum()
-    r = _rank(values, "average")
+    r = _rank(values, ties)
     return pd.Series(stats.norm.ppf((r - 0.5) / n), index=values.index)
 
 
 EXP_RANK_CONSTANT = 23.0
 
 
-def n_exp_rank(values: pd.Series) -> pd.Series:
-    """The IoD exponential transformation of ranks: r = rank with 1 = the highest value (average
-    ranks for ties), N = non-missing values, R = (N + 1 - r) / N (so the highest value has R = 1,
-    the lowest R = 1/N), X = -23 * ln(1 - R * (1 - exp(-100 / 23))). The highest value scores 100
-    and the lowest close to 0; the transformation stretches the most extreme (deprived) end."""
+def n_exp_rank(values: pd.Series, ties: str = "average") -> pd.Series:
+    """The IoD exponential transformation of ranks: r = rank with 1 = the highest value (tied
+    values take their average rank, as the IoD; `ties: min` gives them their shared minimum
+    rank, `max` the maximum, `first` the order of the units), N = non-missing values,
+    R = (N + 1 - r) / N (so the highest value has R = 1, the lowest R = 1/N),
+    X = -23 * ln(1 - R * (1 - exp(-100 / 23))). The highest value scores 100 and the lowest close
+    to 0; the transformation stretches the most extreme (deprived) end."""
     n = values.notna().sum()
-    r = _rank(values, "average", descending=True)
+    r = _rank(values, ties, descending=True)
     big_r = (n + 1 - r) / n
     k = EXP_RANK_CONSTANT
     return -k * np.log(1 - big_r * (1 - math.exp(-100 / k)))
@@ -140,19 +183,142 @@ NORMALISERS: dict[str, Callable[..., pd.Series]] = {
 }
 
 
-def normalise(values: pd.Series, method: str, direction: int = 1, **params: Any) -> pd.Series:
-    """Normalise one indicator: `values * direction` first (direction 1 or -1), then the named
-    method. NaNs stay NaN. For "goalposts", `lower`/`upper` are in the original units and with
-    direction -1 they become (-upper, -lower), so a value at `lower` scores `scale` (as COINr)."""
+# The normalisations whose parameters come from the data as a few numbers (min, max, mean, sd),
+# so that they can be fitted once (on a base period, or with weights) and applied to any values;
+# goalposts and fixed bounds take none. The rank-based ones rank within the values they are given.
+FITTERS: dict[str, Callable[[pd.Series, pd.Series | None], dict[str, float]]] = {
+    "none": lambda x, w: {},
+    "minmax": lambda x, w: {"min": float(x.min()), "max": float(x.max())},
+    "zscore": lambda x, w: dict(
+        zip(("mean", "sd"), map(float, weighted_mean_sd(x, w)), strict=True)
+    ),
+    "scaled": lambda x, w: {},
+    "fracmax": lambda x, w: {"max": float(x.max())},
+    "dist2max": lambda x, w: {"min": float(x.min()), "max": float(x.max())},
+    "goalposts": lambda x, w: {},
+    "linear": lambda x, w: {},
+}
+WEIGHTED = frozenset({"zscore"})  # the normalisations that take weights (for the mean and sd)
+
+
+def r_linear(values: pd.Series, offset: float = 0.0, factor: float = 1.0) -> pd.Series:
+    """A linear rescaling: offset + factor * x."""
+    return offset + factor * values
+
+
+# Linear rescalings, applied after a normalisation (to any node of the tree): the order of the
+# units never changes, only the scale.
+RESCALERS: dict[str, Callable[..., pd.Series]] = {
+    "linear": r_linear,
+    "minmax": n_minmax,
+    "zscore": n_zscore,
+    "scaled": n_scaled,
+}
+
+
+def _directed(values: pd.Series, direction: int) -> pd.Series:
     if direction not in (1, -1):
         raise ValueError(f"direction must be 1 or -1, not {direction!r}")
+    return _float(values) * direction
+
+
+def fit(
+    values: pd.Series, method: str, direction: int = 1, weights: pd.Series | None = None
+) -> dict[str, float]:
+    """The parameters `method` takes from `values * direction` (with `weights`, for zscore), to
+    pass as `fitted` to `normalise` or `rescale`, e.g. {"mean": ..., "sd": ...}."""
+    if method not in FITTERS:
+        raise ValueError(f"{method} cannot be fitted; these can: {', '.join(FITTERS)}")
+    return FITTERS[method](_directed(values, direction), weights)
+
+
+def normalise(
+    values: pd.Series,
+    method: str,
+    direction: int = 1,
+    fitted: dict | None = None,
+    **params: Any,
+) -> pd.Series:
+    """Normalise one indicator: `values * direction` first (direction 1 or -1), then the named
+    method. NaNs stay NaN. For "goalposts", `lower`/`upper` are in the original units and with
+    direction -1 they become (-upper, -lower), so a value at `lower` scores `scale` (as COINr).
+    `fitted` (from `fit`, e.g. on a base period) replaces the parameters the method would take
+    from the values themselves."""
     if method not in NORMALISERS:
         raise KeyError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISERS)}")
-    x = _float(values) * direction
+    x = _directed(values, direction)
     if method == "goalposts" and direction == -1:
         params = {**params, "lower": -params["upper"], "upper": -params["lower"]}
+    if fitted:  # goalposts and fixed bounds take nothing from the data
+        params = {**params, "fitted": fitted}
     result = NORMALISERS[method](x, **params)
     return result.where(x.notna())
+
+
+def rescale(values: pd.Series, method: str, fitted: dict | None = None, **params: Any) -> pd.Series:
+    """Rescale linearly: "linear" (offset + factor * x), "minmax" (onto [low, high]), "zscore"
+    (to mean and sd) or "scaled" (fixed bounds); `fitted` as for `normalise`."""
+    if method not in RESCALERS:
+        raise KeyError(f"unknown rescaling {method!r}; known: {', '.join(RESCALERS)}")
+    x = _float(values)
+    if fitted:
+        params = {**params, "fitted": fitted}
+    return RESCALERS[method](x, **params).where(x.notna())
+
+
+# -- transforms --------------------------------------------------------------------------------
+
+# name: (function, where it is defined and monotone, how it orders values: 1 keeps, -1 reverses)
+TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str, int]] = {
+    "none": (lambda x: x, "", 1),
+    "sqrt": (np.sqrt, ">= 0", 1),
+    "cbrt": (np.cbrt, "", 1),
+    "square": (np.square, ">= 0", 1),
+    "cube": (lambda x: x**3, "", 1),
+    "reciprocal": (lambda x: 1 / x, "all > 0 or all < 0", -1),
+    "log": (np.log, "> 0", 1),
+    "log1p": (np.log1p, "> -1", 1),
+}
+
+
+def _outside(x: pd.Series, domain: str) -> pd.Series:
+    """The values outside a transform's domain (where it is defined and monotone)."""
+    if domain == ">= 0":
+        return x < 0
+    if domain == "> 0":
+        return x <= 0
+    if domain == "> -1":
+        return x <= -1
+    if domain == "all > 0 or all < 0":
+        mixed = bool((x > 0).any() and (x < 0).any())
+        return (x <= 0) if mixed else (x == 0)
+    return pd.Series(False, index=x.index)
+
+
+def transform(values: pd.Series, name: str) -> tuple[pd.Series, int]:
+    """Transform an indicator before normalisation; returns the values and how the transform
+    orders them (1 keeps the order, -1 reverses it: a reciprocal), so that the indicator's
+    direction, which speaks of its original values, can still be honoured. A value outside the
+    transform's domain (where it is defined and monotone) is an error naming the first such unit;
+    NaN stays NaN."""
+    if name not in TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; allowed: {', '.join(TRANSFORMS)}")
+    function, domain, order = TRANSFORMS[name]
+    x = _float(values)
+    bad = _outside(x, domain) & x.notna()
+    if bad.any():
+        unit = bad[bad].index[0]
+        raise ValueError(
+            f"{name} needs values {domain}; {bad.sum()} unit(s) are not, e.g. {unit} ({x[unit]:g})"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = pd.Series(function(x.to_numpy(float)), index=x.index, name=values.name)
+    return result, order
+
+
+def transform_value(value: float, name: str) -> float:
+    """One number (a goalpost or bound given in the indicator's original units) transformed."""
+    return float(TRANSFORMS[name][0](np.array([float(value)]))[0])
 
 
 # -- imputation --------------------------------------------------------------------------------
@@ -596,14 +762,25 @@ def aggregate(data: pd.DataFrame, weights: pd.Series, method: str, **params: Any
 # -- ranks -------------------------------------------------------------------------------------
 
 
-def rank_desc(values: pd.Series) -> pd.Series:
-    """Rank with 1 = the highest value; ties take the minimum rank; NaN stays NaN (float)."""
-    return _rank(values, "min", descending=True)
+def rank_desc(values: pd.Series, ties: str = "min") -> pd.Series:
+    """Rank with 1 = the highest value; ties take the minimum rank (or as `ties` says, see
+    `_rank`); NaN stays NaN (float)."""
+    return _rank(values, ties, descending=True)
 
 
-def ntile(rank: pd.Series, n: int, total: int | None = None) -> pd.Series:
-    """The n-tile of each rank: ceil(n * rank / N), N = the number of ranked units (or `total`);
-    1 = the top (1/n) of units. Missing ranks stay missing (nullable integers)."""
+QUANTILE_RULES = ("ceil", "equal_count")
+
+
+def ntile(rank: pd.Series, n: int, total: int | None = None, rule: str = "ceil") -> pd.Series:
+    """The n-tile of each rank, 1 = the top (1/n) of units; N = the number of ranked units (or
+    `total`). Rule "ceil": ceil(n * rank / N) (the IoD's deciles); "equal_count":
+    floor((rank - 1) * n / N) + 1 (equal-count groups, the rule of several national indices).
+    They differ only at group boundaries: with N = 15, n = 10, rank 2 is in decile 2 by "ceil" and decile 1
+    by "equal_count". Missing ranks stay missing (nullable integers)."""
+    if rule not in QUANTILE_RULES:
+        raise ValueError(f"unknown quantile rule {rule!r}; allowed: {', '.join(QUANTILE_RULES)}")
     ranks = _float(rank)
     big_n = int(ranks.notna().sum()) if total is None else int(total)
+    if rule == "equal_count":
+        return (np.floor((ranks - 1) * n / big_n) + 1).astype("Int64")
     return np.ceil(n * ranks / big_n).astype("Int64")

@@ -1,9 +1,10 @@
 """Index reports: one self-contained HTML page per release, to look at rather than read, and a
 short Markdown summary for Dagster's asset metadata.
 
-The page holds the index's header and weights, the score distribution, deciles by larger area,
-the domains' contributions, the largest rank moves since the previous release and the rank
-uncertainty. Every plot is a PNG embedded as a data URI (no external files, no network), written
+The page holds the index's header and weights (with the run's warnings and, for an index with
+periods, each period's scores), the score distribution, deciles by larger area, the domains'
+contributions, the largest rank moves since the previous release and the rank uncertainty; with
+periods, the plots show the latest period. Every plot is a PNG embedded as a data URI (no external files, no network), written
 without metadata so that the same inputs give byte-identical output.
 """
 
@@ -21,7 +22,7 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from indices.composite.engine import Result
+from indices.composite.engine import PERIOD, Result
 from indices.composite.spec import Indicator, Node
 
 MAX_GROUPS = 30  # groups shown in the deciles chart
@@ -297,6 +298,51 @@ def _header(result: Result, release: str) -> str:
         f"{_key_figures(figures)}</header>"
         f'<nav aria-label="Sections"><ol>{nav}</ol></nav>{weights}'
     )
+
+
+def period_table(result: Result) -> pd.DataFrame:
+    """Per period: the areas scored, and the mean and median score."""
+    units = result.units.assign(label=result.units[PERIOD].astype(str))
+    scored = units.dropna(subset=["score"])
+    by_period = scored.groupby("label", sort=False)["score"]
+    return pd.DataFrame(
+        {
+            "Period": list(by_period.groups),
+            "Areas scored": by_period.size().to_numpy(),
+            "Mean score": by_period.mean().to_numpy(float),
+            "Median score": by_period.median().to_numpy(float),
+        }
+    )
+
+
+def _context(result: Result) -> str:
+    """What a reader must know beside the plots: the periods and their scale, the warnings."""
+    parts = []
+    if result.periods:
+        base = result.base["base_period"] if result.base else None
+        scale = (
+            f"Every period is on the scale of the base period {_e(base)}: scores compare across "
+            "periods."
+            if base
+            else "Each period is normalised among its own areas: scores compare areas within a "
+            "period, not across periods."
+        )
+        shown = period_table(result)
+        for column in ("Mean score", "Median score"):
+            shown[column] = shown[column].map(lambda v: f"{v:.1f}")
+        shown["Areas scored"] = shown["Areas scored"].map(_n)
+        parts.append(
+            _note(
+                f"{len(result.periods)} periods; the plots show the latest, "
+                f"{_e(result.periods[-1])}. {scale}"
+            )
+            + _table(shown, {"Areas scored", "Mean score", "Median score"}, caption="Periods")
+        )
+    lines = [*result.warnings, *result.notes]
+    if lines:
+        items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+        parts.append(f'<div class="note"><p>What the run reports:</p><ul>{items}</ul></div>')
+    return "".join(parts)
 
 
 def _histogram(result: Result, width: float, height: float, legend: bool = True) -> Figure:
@@ -682,15 +728,17 @@ def render_report(
     rank uncertainty. `release` labels the page, e.g. "frailty_index_lsoa v000003". The same
     inputs give the same bytes."""
     title = result.spec.title + (f" — {release}" if release else "")
+    shown = result.latest()
     with matplotlib.rc_context(STYLE):
         body = "".join(
             [
-                _header(result, release),
-                _distribution(result),
-                _groups(result),
-                _contributions(result),
-                _moves(result, previous_units),
-                _uncertainty(result),
+                _header(shown, release),
+                _context(result),
+                _distribution(shown),
+                _groups(shown),
+                _contributions(shown),
+                _moves(shown, previous_units),
+                _uncertainty(shown),
             ]
         )
     return (
@@ -703,7 +751,8 @@ def render_report(
 
 def report_markdown(result: Result, previous_units: pd.DataFrame | None = None) -> str:
     """A short Markdown summary for Dagster's asset metadata: headline numbers and a small score
-    histogram embedded as a data-URI PNG (well under 150 KB)."""
+    histogram embedded as a data-URI PNG (well under 150 KB); with periods, of the latest."""
+    everything, result = result, result.latest()
     spec, units = result.spec, result.units
     scores = _scores(result)
     lines = [f"**{spec.title}**", ""]
@@ -740,6 +789,14 @@ def report_markdown(result: Result, previous_units: pd.DataFrame | None = None) 
     if result.uncertainty is not None and len(result.uncertainty):
         width = (result.uncertainty["rank_p95"] - result.uncertainty["rank_p05"]).median()
         lines.append(f"- rank uncertainty: median 90% interval {width:,.0f} ranks")
+    if everything.periods:
+        base = everything.base["base_period"] if everything.base else None
+        lines.insert(
+            2,
+            f"- periods: {', '.join(everything.periods)}; shown: {everything.periods[-1]}"
+            + (f"; base period {base}" if base else ""),
+        )
+    lines += [f"- warning: {warning}" for warning in everything.warnings]
     if len(scores):
         with matplotlib.rc_context(STYLE):
             png = _png(_histogram(result, 5, 2.2, legend=False), dpi=80)

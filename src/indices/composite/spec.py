@@ -10,7 +10,10 @@ file, a `published:` dataset or one of the warehouse's area-level aggregate tabl
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -58,9 +61,38 @@ def _check(name: str, registry: dict[str, Any], kind: str) -> str:
     return name
 
 
+# Parameters the engine passes itself, never from a spec.
+_INTERNAL_PARAMS = frozenset({"values", "fitted", "data", "groups", "weights"})
+
+
+def _accepted_params(function: Any) -> dict[str, inspect.Parameter] | None:
+    """The parameters a spec may give a method, or None when it passes any on (e.g. to
+    scikit-learn) and so cannot be checked before it runs."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name: p for p in parameters if p.name not in _INTERNAL_PARAMS}
+
+
+def _kind_problem(name: str, value: Any, default: Any) -> str | None:
+    """A parameter whose default is a number, text or true/false must be one too."""
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int | float):
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "text"
+    else:
+        return None
+    return None if ok else f"{name}: {kind}, not {value!r}"
+
+
 class Step(Strict):
     """A named method and its parameters, e.g. {method: minmax, low: 0, high: 100}. Each kind
-    of step checks its method against its registry in `indices.composite.methods`."""
+    of step checks its method against its registry in `indices.composite.methods`, and the
+    parameters against the method's."""
 
     model_config = ConfigDict(extra="allow")
     method: str
@@ -71,6 +103,35 @@ class Step(Strict):
     @classmethod
     def known(cls, value: str) -> str:
         return _check(value, cls.registry, cls.kind)
+
+    @model_validator(mode="after")
+    def known_params(self) -> Step:
+        accepted = _accepted_params(self.registry[self.method])
+        if accepted is not None:
+            unknown = [name for name in self.params if name not in accepted]
+            if unknown:
+                takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes none"
+                raise ValueError(f"{self.method} takes no parameter {unknown[0]!r} ({takes})")
+            needed = [
+                name
+                for name, p in accepted.items()
+                if p.default is inspect.Parameter.empty and name not in self.params
+            ]
+            if needed:
+                raise ValueError(f"{self.method} needs {' and '.join(needed)}")
+            for name, value in self.params.items():
+                problem = _kind_problem(name, value, accepted[name].default)
+                if problem:
+                    raise ValueError(problem)
+        ties = self.params.get("ties")
+        if ties is not None and ties not in methods.TIE_RULES:
+            raise ValueError(
+                f"ties: unknown tie rule {ties!r}; allowed: {', '.join(methods.TIE_RULES)}"
+            )
+        for name, value in self.params.items():
+            if isinstance(value, dict | list):
+                raise ValueError(f"{name}: a parameter is a number, text or true/false")
+        return self
 
     @property
     def params(self) -> dict[str, Any]:
@@ -87,9 +148,40 @@ class Treat(Step):
     registry, kind = methods.TREATMENTS, "treatment"
 
 
-class Normalise(Step):
+class _Scaling(Step):
+    """A normalisation or rescaling: `base: true` fixes the parameters it takes from the data
+    (min and max, mean and sd) to the base period (`periods.base`); `weights` names a column
+    (e.g. a population) weighting the mean and standard deviation of `zscore`."""
+
+    base: bool = False
+    weights: str | None = None
+
+    @model_validator(mode="after")
+    def fixable(self) -> _Scaling:
+        if self.base and self.method not in methods.FITTERS:
+            can = ", ".join(m for m in methods.FITTERS if m in self.registry)
+            raise ValueError(
+                f"base: {self.method} cannot be fixed to a base period (it ranks the units "
+                f"of each period among themselves); these can: {can}"
+            )
+        if self.weights is not None and self.method not in methods.WEIGHTED:
+            raise ValueError(
+                f"weights: only {', '.join(sorted(methods.WEIGHTED))} takes weights, "
+                f"not {self.method}"
+            )
+        return self
+
+
+class Normalise(_Scaling):
     method: str = "minmax"
     registry, kind = methods.NORMALISERS, "normalisation"
+
+
+class Rescale(_Scaling):
+    """A linear rescaling after any normalisation, e.g. {method: zscore, mean: 100, sd: 10,
+    base: true}: 100 + 10 z, z relative to the base period."""
+
+    registry, kind = methods.RESCALERS, "rescaling"
 
 
 class Aggregate(Step):
@@ -165,8 +257,12 @@ class Indicator(Strict):
     direction: Literal["higher_is_worse", "higher_is_better"] = "higher_is_worse"
     weight: float | None = Field(default=None, ge=0)
     shrink: Literal["none", "ebayes"] = "none"
+    transform: Literal["none", "sqrt", "cbrt", "square", "cube", "reciprocal", "log", "log1p"] = (
+        "none"
+    )
     treat: Treat | None = None
     normalise: Normalise | None = None
+    rescale: Rescale | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -201,6 +297,8 @@ class Node(Strict):
     weight: float | None = Field(default=None, ge=0)
     weights: Literal["explicit", "equal", "pca", "factor"] | None = None
     aggregate: Aggregate | None = None
+    normalise: Normalise | None = None  # of the node's score, after aggregating its children
+    rescale: Rescale | None = None  # linear, after normalise
     children: list[
         Annotated[
             Annotated[Node, Tag("node")] | Annotated[Indicator, Tag("indicator")],
@@ -222,14 +320,99 @@ class Node(Strict):
                 f"{', '.join(missing)} (give all, none for equal weights, or set weights: "
                 "equal, pca or factor)"
             )
+        if self.weights == "explicit" and not any(c.weight for c in self.children):
+            raise ValueError(
+                f"every weight of {self.name!r} is 0: its score cannot be computed (give at "
+                "least one child a positive weight)"
+            )
         return self
 
 
 class Summaries(Strict):
-    """Summaries of the small areas per larger area, as the IoD publish for authorities."""
+    """Summaries of the small areas per larger area, as the IoD publish for authorities,
+    weighted by `population` (each small area counts once without it)."""
 
-    population: str
-    most_deprived_share: float = 0.10
+    population: str | None = None
+    most_deprived_share: float = Field(default=0.10, gt=0, le=1)
+
+
+RESERVED_COLUMNS = frozenset({"score", "rank", "decile", "quintile", "period"})
+
+
+class Ranks(Strict):
+    """How the published ranks break ties and how ranks become deciles, quintiles and any other
+    n-tiles (`groups`: extra columns, e.g. {vigintile: 20})."""
+
+    ties: Literal["min", "average", "max", "first"] = "min"
+    quantiles: Literal["ceil", "equal_count"] = "ceil"
+    groups: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("groups")
+    @classmethod
+    def named_groups(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, n in value.items():
+            if not DATASET_NAME.fullmatch(name) or name in RESERVED_COLUMNS:
+                raise ValueError(
+                    f"{name!r} cannot name a column of n-tiles (lower snake case, not "
+                    f"{', '.join(sorted(RESERVED_COLUMNS))})"
+                )
+            if name.endswith(("_score", "_rank")):
+                raise ValueError(f"{name!r} ends like a domain's columns (_score, _rank)")
+            if not 2 <= n <= 1000:
+                raise ValueError(f"{name}: between 2 and 1000 groups, not {n}")
+        return value
+
+    def ntiles(self) -> dict[str, int]:
+        """Every n-tile column: decile and quintile, then the spec's own groups."""
+        return {"decile": 10, "quintile": 5, **self.groups}
+
+
+def period_label(value: Any) -> str:
+    """A period as text, the same whichever way it was read: a date (or a timestamp at
+    midnight) as YYYY-MM-DD, a whole number without a decimal point, anything else as it is."""
+    if isinstance(value, datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item"):  # a numpy scalar
+        return period_label(value.item())
+    return str(value)
+
+
+class Periods(Strict):
+    """The period dimension: the inputs' `column` says which period a row belongs to and every
+    period is built. Steps with `base: true` take their parameters from the `base` period, so
+    that later periods are on its scale; `parameters` names a JSON file (beside the spec, or
+    `reference:<file>`) holding the base period's parameters as a run that had the base period
+    wrote them, for runs whose inputs no longer hold it (a nightly release)."""
+
+    column: str
+    base: str | None = None
+    parameters: str | None = None
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def base_as_text(cls, value: Any) -> Any:
+        return None if value is None else period_label(value)
+
+    @field_validator("parameters")
+    @classmethod
+    def readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            kind, _ = input_location(value)
+            if kind not in ("spec", "reference"):
+                raise ValueError(f"{value}: a file beside the spec or reference:<file>")
+        return value
+
+    @model_validator(mode="after")
+    def parameters_need_a_base(self) -> Periods:
+        if self.parameters and not self.base:
+            raise ValueError("parameters are a base period's: give base too")
+        return self
 
 
 class Uncertainty(Strict):
@@ -245,7 +428,15 @@ class Uncertainty(Strict):
     @field_validator("normalise")
     @classmethod
     def known_normalisers(cls, value: list[str]) -> list[str]:
-        return [_check(v, methods.NORMALISERS, "normalisation") for v in value]
+        for name in value:
+            _check(name, methods.NORMALISERS, "normalisation")
+            accepted = _accepted_params(methods.NORMALISERS[name]) or {}
+            needed = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty]
+            if needed:
+                raise ValueError(
+                    f"{name} needs {' and '.join(needed)}, which a run's draw cannot give"
+                )
+        return value
 
     @field_validator("aggregate")
     @classmethod
@@ -264,7 +455,14 @@ class IndexSpec(Strict):
     treat: Treat = Field(default_factory=Treat)
     normalise: Normalise = Field(default_factory=Normalise)
     aggregate: Aggregate = Field(default_factory=Aggregate)
+    # What happens to a value still missing when a node is aggregated: `exclude` the unit (no
+    # score, rank or decile), `reweight` over the available children, or `impute` (the impute
+    # step fills it; a value it cannot fill excludes the unit). Unstated: the aggregation's own
+    # rule (weighted_sum excludes, the means re-weight), reported as a warning when it acts.
+    missing: Literal["exclude", "reweight", "impute"] | None = None
     index: Node
+    ranks: Ranks = Field(default_factory=Ranks)
+    periods: Periods | None = None
     summaries: Summaries | None = None
     uncertainty: Uncertainty = Field(default_factory=Uncertainty)
     source: Path | None = Field(default=None, exclude=True)
@@ -277,6 +475,37 @@ class IndexSpec(Strict):
             raise ValueError(f"node and indicator names must be unique: {', '.join(duplicates)}")
         if self.summaries and not self.group:
             raise ValueError("summaries need a group (the larger area)")
+        taken = {
+            self.unit,
+            self.group,
+            *(f"{d.name}_{s}" for d in self.domains for s in ("score", "rank")),
+        }
+        clash = sorted(taken & set(self.ranks.groups))
+        if clash:
+            raise ValueError(f"ranks.groups: {clash[0]} is already a column of the index")
+        return self
+
+    @model_validator(mode="after")
+    def one_missing_policy(self) -> IndexSpec:
+        imputes = self.impute.method != "none"
+        if self.missing == "impute" and not imputes:
+            raise ValueError("missing: impute needs an impute method (impute: {method: ...})")
+        if self.missing in ("exclude", "reweight") and imputes:
+            raise ValueError(
+                f"missing: {self.missing}, but impute.method is {self.impute.method}: state one "
+                "policy (missing: impute to impute)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def base_needs_periods(self) -> IndexSpec:
+        based = self.periods is not None and self.periods.base is not None
+        for path, node in node_paths(self).items():
+            for step in ("normalise", "rescale"):
+                if getattr(getattr(node, step, None), "base", False) and not based:
+                    raise ValueError(f"{path}.{step}.base needs a base period (periods.base)")
+        if self.normalise.base and not based:
+            raise ValueError("normalise.base needs a base period (periods.base)")
         return self
 
     @property
@@ -293,6 +522,46 @@ def walk(node: Node | Indicator) -> list[Node | Indicator]:
     if isinstance(node, Indicator):
         return [node]
     return [node] + [n for child in node.children for n in walk(child)]
+
+
+def node_paths(spec: IndexSpec) -> dict[str, Node | Indicator]:
+    """Every node and indicator by its field path in the spec, e.g. `index.children.0`."""
+    paths: dict[str, Node | Indicator] = {}
+
+    def visit(node: Node | Indicator, path: str) -> None:
+        paths[path] = node
+        for number, child in enumerate(getattr(node, "children", None) or []):
+            visit(child, f"{path}.children.{number}")
+
+    visit(spec.index, "index")
+    return paths
+
+
+def weight_warnings(spec: IndexSpec) -> list[str]:
+    """Explicit weights that are 0 (the child does not count) or do not add up to 1 (what the
+    node's aggregation makes of them), one line each naming the field."""
+    lines = []
+    for path, node in node_paths(spec).items():
+        if not isinstance(node, Node) or node.weights != "explicit":
+            continue
+        for number, child in enumerate(node.children):
+            if child.weight == 0:
+                lines.append(
+                    f"{path}.children.{number}.weight: 0, so {child.name} does not count in "
+                    f"{node.name}"
+                )
+        total = math.fsum(c.weight or 0.0 for c in node.children)
+        if total and abs(total - 1) > 1e-9:
+            method = (node.aggregate or spec.aggregate).method
+            effect = (
+                "uses them as they are, so scores scale with their sum"
+                if method == "weighted_sum"
+                else "uses them relative to their sum"
+            )
+            lines.append(
+                f"{path}: the weights of {node.name} sum to {total:.6g}, not 1; {method} {effect}"
+            )
+    return lines
 
 
 def _describe(error: ValidationError, source: str) -> str:

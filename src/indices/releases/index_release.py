@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date
 from pathlib import Path
 
@@ -9,9 +11,16 @@ import pandas as pd
 import pyarrow as pa
 
 from indices.areas.tables import current_area_counts
-from indices.composite.engine import SUMMARY_MEASURES, Result
+from indices.composite.engine import (
+    PERIOD,
+    SUMMARY_MEASURES,
+    Result,
+    compute,
+    load_inputs,
+    resolve_path,
+)
 from indices.composite.report import render_report
-from indices.composite.spec import IndexSpec, Indicator, walk
+from indices.composite.spec import IndexSpec, Indicator, load_spec, walk
 from indices.core import storage, warehouse
 from indices.core.published import DATA_FILE, list_versions
 from indices.core.reference import file_sha256, input_record
@@ -36,13 +45,23 @@ def dataset_names(spec: IndexSpec) -> dict[str, str]:
     return names
 
 
+def _ntile_formula(n: int, rule: str) -> str:
+    if rule == "equal_count":
+        return f"floor((rank − 1) × {n} / number of areas) + 1"
+    return f"ceil({n} × rank / number of areas)"
+
+
 def column_descriptions(spec: IndexSpec) -> dict[str, str]:
+    ties = {
+        "min": "",
+        "average": "; tied scores share their average rank",
+        "max": "; tied scores share the highest of their ranks",
+        "first": "; tied scores are ranked in the order of the areas",
+    }[spec.ranks.ties]
     described = {
         spec.unit: "the small area",
         "score": f"{spec.title}: score, higher = more in need",
-        "rank": "rank of the score, 1 = highest score (most in need)",
-        "decile": "ceil(10 × rank / number of areas): 1 = the 10% most in need",
-        "quintile": "ceil(5 × rank / number of areas): 1 = the 20% most in need",
+        "rank": f"rank of the score, 1 = highest score (most in need){ties}",
         "average_score": "population-weighted mean of the small areas' scores",
         "average_rank": "population-weighted mean of the small areas' ranks counted from the "
         "least in need (the most in need has the highest), as the IoD publish it",
@@ -56,6 +75,11 @@ def column_descriptions(spec: IndexSpec) -> dict[str, str]:
         "rank_p05": "5th percentile of the rank over the runs (lower end of the 90% interval)",
         "rank_p95": "95th percentile of the rank over the runs (upper end of the 90% interval)",
     }
+    for name, n in spec.ranks.ntiles().items():
+        top = f"{100 / n:.3g}%"
+        described[name] = f"{_ntile_formula(n, spec.ranks.quantiles)}: 1 = the {top} most in need"
+    if spec.periods:
+        described[PERIOD] = f"the period ({spec.periods.column} of the inputs)"
     if spec.group:
         described[spec.group] = "the larger area"
     for measure in SUMMARY_MEASURES:
@@ -93,11 +117,14 @@ def publish_index(
     spec = result.spec
     described = column_descriptions(spec)
     spec_input = [{"role": "spec", "path": str(spec.source), "sha256": file_sha256(spec.source)}]
+    by_period = [PERIOD] if result.periods else []
     frames = {
-        "units": (result.units, [spec.unit]),
-        "summaries": (result.summaries, [spec.group] if spec.group else []),
-        "uncertainty": (result.uncertainty, [spec.unit]),
+        "units": (result.units, by_period + [spec.unit]),
+        "summaries": (result.summaries, by_period + ([spec.group] if spec.group else [])),
+        "uncertainty": (result.uncertainty, by_period + [spec.unit]),
     }
+    if result.base is not None:
+        spec_input.append(base_period_record(result))
     names = dataset_names(spec)
     previous = previous_units(publish_dir, names["units"])
     report = render_report(result, previous, release=names["units"]).encode()
@@ -113,7 +140,7 @@ def publish_index(
             publish_dir,
             dataset,
             _table(frame),
-            description=f"{spec.title}: {role.replace('units', 'small areas')}",
+            description=f"{spec.title}: {role.replace('units', 'small areas')}{_over(result)}",
             column_descriptions=described,
             sort_by=sort_by,
             reference_date=reference_date,
@@ -126,14 +153,42 @@ def publish_index(
     return releases
 
 
+def _over(result: Result) -> str:
+    if not result.periods:
+        return ""
+    text = f", periods {result.periods[0]} to {result.periods[-1]}"
+    if result.base is not None:
+        text += f" on the scale of the base period {result.base['base_period']}"
+    return text
+
+
+def base_period_record(result: Result) -> dict:
+    """The base period and its parameters, recorded among a release's inputs (what fixes the
+    scale of every period is an input of the release, and a changed base a changed input)."""
+    spec = result.spec
+    canonical = json.dumps(result.base, sort_keys=True).encode()
+    return {
+        "role": "base period",
+        "path": spec.periods.parameters or f"{spec.name} base period {result.base['base_period']}",
+        "sha256": hashlib.sha256(canonical).hexdigest(),
+        "base_period": result.base["base_period"],
+        "periods": result.periods,
+        "parameters": result.base,
+    }
+
+
 def previous_units(publish_dir: Path, dataset: str) -> pd.DataFrame | None:
-    """The small-area results of the latest release so far, to report rank moves against."""
+    """The small-area results of the latest release so far (its latest period), to report rank
+    moves against."""
     versions = list_versions(publish_dir, dataset)
     if not versions:
         return None
-    return storage.read_table(
+    units = storage.read_table(
         storage.join(publish_dir, dataset, versions[-1], DATA_FILE)
     ).to_pandas()
+    if PERIOD in units:
+        units = units[units[PERIOD] == units[PERIOD].max()].reset_index(drop=True)
+    return units
 
 
 def nodes_table(spec: IndexSpec, result: Result) -> list[dict]:
@@ -163,17 +218,16 @@ def index_warehouse_inputs(spec: IndexSpec) -> list[warehouse.Table]:
 
 
 def build_and_publish_index(settings: Settings, spec_path: Path, run_id: str | None = None):
-    """Compute an index from its spec and publish its datasets; the result and releases."""
-    from indices.composite.engine import compute, load_inputs, resolve_path
-    from indices.composite.spec import load_spec
-    from indices.releases.index_release import publish_index
-
+    """Compute an index from its spec and publish its datasets; the result and releases. An
+    index over periods that reads the area counts (one reference date, no period column) is
+    built for the run's reference date as its period."""
     spec = load_spec(spec_path)
     uses_warehouse = bool(index_warehouse_inputs(spec))
     if uses_warehouse:  # the area counts, the one warehouse table an index may read
         current_area_counts(settings)
     data = load_inputs(spec, settings.warehouse_dir, publish_dir=settings.publish_dir)
-    result = compute(spec, data)
+    period = reference_date(settings) if spec.periods and uses_warehouse else None
+    result = compute(spec, data, period=period)
     inputs = [
         input_record(
             resolve_path(spec, i.path, settings.warehouse_dir, settings.publish_dir),
