@@ -20,9 +20,8 @@ from indices.run_inputs import INPUTS_TAG, REFERENCE_DATE_TAG, REGISTER_TAG, Inp
 from indices.settings import Settings
 from pipelines.definitions import defs
 from pipelines.run import run_main_job, settings_run_config
-from tests.conftest import REPO
+from tests.conftest import DEMO_RAW, REPO
 
-DEMO_RAW = REPO / "data" / "raw"
 BASELINE = REPO / "tests" / "data" / "published_baseline"
 NEW_REGISTER = "gp_patients_2025-04-30.csv.gz"
 
