@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint ui screenshot demo-data clean
+.PHONY: install run test test-fast test-integration test-system lint ui screenshot demo-data clean
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -42,10 +42,24 @@ ifeq ($(POSTGRES_SERVER),)
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null
 endif
 
+# Every test (what CI runs): lint, then tests/unit, tests/integration and tests/system.
 test: install $(BROWSER) postgres-server
 	$(BIN)/ruff check src pipelines tests scripts benchmarks
 	$(BIN)/ruff format --check src pipelines tests scripts benchmarks
 	$(BIN)/pytest
+
+# The tests to run while working: tests/unit (marker `unit`), under a minute, no Dagster run,
+# server, browser or subprocess. Collecting that folder alone keeps Dagster's import out of it.
+test-fast: install
+	$(BIN)/pytest -m unit -n 2 tests/unit
+
+# Layers together, in process: Dagster runs, the demo pipeline, the definitions' snapshot.
+test-integration: install
+	$(BIN)/pytest -m integration tests/integration
+
+# Real servers, a browser, processes of their own, full and read-only disks.
+test-system: install $(BROWSER) postgres-server
+	$(BIN)/pytest -m system tests/system
 
 lint: install
 	$(BIN)/ruff check src pipelines tests scripts benchmarks
@@ -56,9 +70,9 @@ lint: install
 ui: install
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
-# Refresh docs/asset-graph.png from a real UI run in headless Chromium (tests/test_ui.py).
+# Refresh docs/asset-graph.png from a real UI run in headless Chromium (tests/system/test_ui.py).
 screenshot: install
-	INDICES_REFRESH_SCREENSHOT=1 $(BIN)/pytest tests/test_ui.py
+	INDICES_REFRESH_SCREENSHOT=1 $(BIN)/pytest tests/system/test_ui.py
 
 # The committed demo extracts: small, deterministic, with faults at a low rate.
 demo-data: install

@@ -1,6 +1,8 @@
 """Releases and the warehouse on a full, read-only or crash-littered disk: one clear line, the
 previous release and catalog intact, the catalog rebuilt from the pointers, and what dead runs
-left cleaned without touching a live run's files.
+left cleaned without touching a live run's files (a catalog that disagrees or fails its check:
+tests/unit/test_release_safety.py; a step that cannot write, in Dagster:
+tests/integration/test_release_safety.py).
 
 A full disk is real: a small tmpfs mounted in a user and mount namespace of the scenario's own
 (`unshare`, no root needed where user namespaces are allowed), and, everywhere, a file size limit
@@ -12,26 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import dagster as dg
-import duckdb
 import pytest
 
-from indices.cli import _cause, main
-from indices.core import leftovers, storage
+from indices.core import leftovers
 from indices.core.duck import connect, copy_to_parquet
 from indices.core.published import list_versions
-from indices.releases.catalog import rebuild_catalog
 from indices.sources.pseudonym import load_key
-from tests.conftest import REPO
-from tests.test_publish import catalog_agrees, publish, raw_input, table
-
-DEMO_RAW = REPO / "data" / "raw"
+from tests.conftest import DEMO_RAW
+from tests.helpers import publish, raw_input, table
 
 
 def _namespaces_work() -> bool:
@@ -406,95 +401,3 @@ def test_leftovers_of_dead_runs_are_removed_and_a_live_runs_kept(tmp_path, monke
     finally:
         live.kill()
         live.wait()
-
-
-def test_a_catalog_that_disagrees_is_rebuilt_by_a_publish_that_publishes_nothing(tmp_path):
-    root = tmp_path / "published"
-    publish(root, table(10), raw_input(tmp_path, "a"))
-    pointer = root / "demo" / "_releases" / "v000002.json"
-    publish(root, table(10, shift=1), raw_input(tmp_path, "b"))
-    # The catalog a publisher killed between its pointer and its catalog leaves: v000001 only.
-    saved, stale = pointer.read_bytes(), tmp_path / "stale.duckdb"
-    pointer.unlink()
-    rebuild_catalog(root)
-    pointer.write_bytes(saved)
-    catalog = root / "catalog.duckdb"
-    shutil.copy(catalog, stale)
-    for spoil in (
-        lambda: None,
-        lambda: catalog.unlink(),
-        lambda: (catalog.unlink(), duckdb.connect(str(catalog)).close()),  # an empty database
-        lambda: catalog.write_bytes(b"not a database"),
-        lambda: shutil.copy(stale, catalog),
-    ):
-        spoil()
-        assert not catalog_agrees(root)
-        assert not publish(root, table(10, shift=1), raw_input(tmp_path, "b")).published
-        assert catalog_agrees(root)
-        con = duckdb.connect(str(catalog), read_only=True)
-        assert con.execute("SELECT list(version ORDER BY version) FROM releases").fetchone() == (
-            ["v000001", "v000002"],
-        )
-        assert con.execute("SELECT list(rank ORDER BY lsoa11_code)[1] FROM demo").fetchone() == (2,)
-        con.close()
-    assert [p.name for p in root.glob("*") if p.name.endswith((".tmp", ".wal"))] == []
-    # A publish folder moved elsewhere: the catalog's views named the old place.
-    moved = tmp_path / "moved"
-    root.rename(moved)
-    assert not publish(moved, table(10, shift=1), raw_input(tmp_path, "b")).published
-    con = duckdb.connect(str(moved / "catalog.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM demo").fetchone() == (10,)
-    con.close()
-
-
-def test_a_catalog_that_fails_its_check_is_not_replaced(tmp_path, capsys):
-    root = tmp_path / "published"
-    publish(root, table(10), [])
-    publish(root, table(7), [], dataset="other")
-    catalog = (root / "catalog.duckdb").read_bytes()
-    # A release whose data holds other rows than its manifest says, then none at all.
-    other = root / "other" / "v000001" / "data.parquet"
-    other.chmod(0o644)
-    shutil.copy(root / "demo" / "v000001" / "data.parquet", other)
-    assert main(["catalog", "--rebuild", "--publish-dir", str(root)]) == 2
-    assert capsys.readouterr().err == (
-        f"indices: error: {root / 'catalog.duckdb'} not replaced: "
-        "view other__v000001 has 10 rows, its manifest says 7\n"
-    )
-    assert (root / "catalog.duckdb").read_bytes() == catalog
-    other.unlink()
-    assert main(["catalog", "--rebuild", "--publish-dir", str(root)]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith(f"indices: error: {root / 'catalog.duckdb'} not replaced: IO Error")
-    assert str(other) in error and len(error.splitlines()) == 1
-    assert (root / "catalog.duckdb").read_bytes() == catalog
-    assert [p.name for p in root.glob("*") if p.name.endswith((".tmp", ".wal"))] == []
-
-
-def test_the_catalog_command_checks_and_rebuilds(tmp_path, capsys):
-    root = tmp_path / "published"
-    publish(root, table(10), [])
-    catalog = root / "catalog.duckdb"
-    assert main(["catalog", "--publish-dir", str(root)]) == 0
-    assert capsys.readouterr().out == f"{catalog}: agrees with the releases, kept (1 datasets)\n"
-    catalog.unlink()
-    assert main(["catalog", "--publish-dir", str(root)]) == 0
-    assert capsys.readouterr().out == f"{catalog}: rebuilt (1 datasets)\n"
-    assert catalog_agrees(root)
-    assert not list(root.glob("*.wal"))
-
-
-def test_a_step_that_cannot_write_fails_with_that_line():
-    """In Dagster the line is the step's error, and `indices run` prints it (see `_cause`)."""
-    line = "cannot write to /srv/published: no space left on device"
-
-    @dg.asset
-    def full() -> None:
-        raise storage.CannotWrite(line)
-
-    # An instance of its own, entered: Dagster reads its definitions state through the current
-    # instance, which an earlier test may have left pointing at one since gone.
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([full], instance=instance, raise_on_error=False)
-    failures = [e for e in result.all_events if e.is_step_failure]
-    assert [_cause(e) for e in failures] == [line]

@@ -15,15 +15,15 @@ Findings the tests pin down:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from indices.composite import methods
+from tests.conftest import REPO
 
-COINR = Path(__file__).resolve().parent / "data" / "coinr"
+COINR = REPO / "tests" / "data" / "coinr"
 assert (COINR / "README.md").exists(), f"COINr reference outputs not found at {COINR}"
 
 TOL = 1e-9

@@ -8,41 +8,15 @@ from pathlib import Path
 import pytest
 
 from indices.core.duck import query_rows, sql_str
-from indices.sources.conform import conform_source
-from indices.sources.extracts import check_raw_folder
-from indices.sources.layouts import LAYOUTS
-from indices.sources.pseudonym import is_valid_nhs_number
-from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
-
-KEY = b"test-key"
-VALID = ["9434765919", "4010232137", "9876543210", "1234567881"]
-assert all(is_valid_nhs_number(n) for n in VALID)
-
-
-def register_row(nhs: str, **changes: str) -> list[str]:
-    row = {
-        "nhs_number": nhs,
-        "date_of_birth": "1940-05-01",
-        "sex": "1",
-        "lsoa11_code": "E01011949",
-        "practice_code": "A81001",
-        "registration_start": "2000-01-01",
-        "registration_end": "",
-        "date_of_death": "",
-    } | changes
-    return [row[c] for c in PATIENT_COLUMNS]
-
-
-def conform(raw: Path, warehouse: Path, source: str):
-    found = check_raw_folder(raw, ())
-    return conform_source(LAYOUTS[source], found[source], warehouse, KEY)
-
-
-def quarantine_reasons(result) -> dict[int, str]:
-    rows = query_rows(
-        f"SELECT row_number, reason FROM read_parquet({sql_str(result.quarantine_path)})"
-    )
-    return dict(rows)
+from tests.helpers import (
+    ASC_HEADER,
+    PATIENT_COLUMNS,
+    VALID,
+    conform,
+    quarantine_reasons,
+    register_row,
+    write_csv,
+)
 
 
 @pytest.fixture()

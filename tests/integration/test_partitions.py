@@ -1,20 +1,16 @@
 """Person-level work partitioned by local authority: each authority's part holds its own
 residents, a late social care file reruns its authority alone, and the national counts refuse
-parts that are missing or out of date."""
+parts that are missing or out of date (runs started together, each in a process of its own:
+tests/system/test_partitions.py)."""
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 from indices.core import warehouse
@@ -26,6 +22,7 @@ from pipelines.definitions import defs
 from pipelines.run import run_main_job, settings_run_config
 from pipelines.sensors import stale_selection
 from tests.conftest import REPO
+from tests.helpers import catalog_rows
 
 AUTHORITIES = ["E06000001", "E06000017", "E06000053"]
 LATE = "E06000017"
@@ -124,86 +121,12 @@ def test_a_late_file_reruns_its_authority_alone_and_matches_a_full_run(built, tm
     fresh = Settings.resolve(settings.raw_dir, tmp_path / "warehouse", tmp_path / "published")
     assert run_main_job(fresh, instance=dg.DagsterInstance.ephemeral()).success
     query = "SELECT * EXCLUDE (reference_date) FROM frailty_lad ORDER BY lad19_code"
-    assert published(settings, query) == published(fresh, query)
+    assert catalog_rows(settings, query) == catalog_rows(fresh, query)
 
 
 def lts_by_authority(settings: Settings) -> dict[str, int]:
-    rows = published(settings, "SELECT lad19_code, coalesce(lts_65plus, 0) FROM frailty_lad")
+    rows = catalog_rows(settings, "SELECT lad19_code, coalesce(lts_65plus, 0) FROM frailty_lad")
     return dict(rows)
-
-
-def published(settings: Settings, query: str) -> list[tuple]:
-    con = duckdb.connect(str(settings.publish_dir / "catalog.duckdb"), read_only=True)
-    try:
-        return con.execute(query).fetchall()
-    finally:
-        con.close()
-
-
-def test_two_runs_started_at_once_leave_intact_releases(tmp_path):
-    """The same pipeline started twice together, on the same folders and Dagster instance:
-    both succeed, each dataset is published once, whole, with the figures of a single run."""
-    shared = Settings.resolve(REPO / "data" / "raw", tmp_path / "warehouse", tmp_path / "published")
-    (tmp_path / "dagster_home").mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    command = [
-        str(Path(sys.executable).with_name("indices")),
-        "run",
-        f"--raw-dir={shared.raw_dir}",
-        f"--warehouse-dir={shared.warehouse_dir}",
-        f"--publish-dir={shared.publish_dir}",
-    ]
-    runs = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=600)[0].decode() for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-
-    datasets = [d for d in os.listdir(shared.publish_dir) if not d.startswith((".", "catalog"))]
-    assert len(datasets) == 9
-    for dataset in datasets:
-        assert list_versions(shared.publish_dir, dataset) == ["v000001"]  # the second: unchanged
-        release = shared.publish_dir / dataset / "v000001"
-        manifest = json.loads((release / "manifest.json").read_text())
-        assert pq.ParquetFile(release / "data.parquet").metadata.num_rows == manifest["row_count"]
-    assert not list((shared.publish_dir / ".staging").glob("*"))
-    assert (shared.warehouse_dir / "pseudonym.key").is_file()  # one key, and no half-made one
-    assert not list(shared.warehouse_dir.glob(".pseudonym.key.*"))
-
-    alone = Settings.resolve(shared.raw_dir, tmp_path / "w1", tmp_path / "p1")
-    assert run_main_job(alone, instance=dg.DagsterInstance.ephemeral()).success
-    for dataset in ("frailty_lsoa", "frailty_lad", "frailty_england", "ingest_ledger"):
-        query = f"SELECT * FROM {dataset}"
-        together, single = published(shared, query), published(alone, query)
-        assert sorted(together, key=str) == sorted(single, key=str) and together
-
-
-def test_the_authorities_are_read_from_the_raw_folder(tmp_path):
-    """Those of the newest register's LSOAs (its header as senders write it, unknown LSOAs
-    ignored) and those sending social care data, without conforming anything."""
-    from tests.conftest import PATIENT_COLUMNS, write_csv
-    from tests.test_conform import register_row
-
-    header = [f" {c.upper()} " if c == "lsoa11_code" else c for c in PATIENT_COLUMNS]
-    raw = tmp_path / "raw"
-    write_csv(
-        raw / "gp_patients" / "gp_patients_2024-03-31.csv",
-        PATIENT_COLUMNS,
-        [register_row("9434765919", lsoa11_code="E01000001")],  # City of London, superseded
-    )
-    write_csv(
-        raw / "gp_patients" / "gp_patients_2025-03-31.csv",
-        header,
-        [
-            register_row("9434765919", lsoa11_code="E01011949"),  # Hartlepool
-            register_row("9434765870", lsoa11_code=""),
-            register_row("9434765889", lsoa11_code="E01999999"),  # in no lookup
-        ],
-    )
-    write_csv(raw / "asc_cld" / "asc_cld_E06000053_2025-03-31.csv", ["LA_Code"], [["E06000053"]])
-    settings = Settings.resolve(raw, tmp_path / "warehouse", tmp_path / "published")
-    assert conformed.authorities_in_raw(settings) == ["E06000001", "E06000053"]
 
 
 def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeypatch):
@@ -228,29 +151,3 @@ def test_authorities_conformed_together_come_out_as_each_alone(tmp_path, monkeyp
             )
         rows = con.sql(f"SELECT count(*) FROM '{result.conformed_path}'").fetchall()
         assert rows == [(result.rows_conformed,)]
-
-
-def test_runs_starting_together_on_a_new_instance_set_it_up_once(tmp_path):
-    """Without one process at a time, several runs creating a new SQLite home together fail
-    (creating its tables twice, or adding the same partitions twice) most of the time."""
-    code = (
-        "import sys; from indices.core.settings import Settings; from pipelines.run import prepare; "
-        "instance, tags = prepare(Settings.resolve(*sys.argv[1:4])); "
-        "print(instance.get_dynamic_partitions('authority'), tags)"
-    )
-    for attempt in range(3):
-        home = tmp_path / f"home{attempt}"
-        folders = [str(REPO / "data" / "raw"), str(tmp_path / "w"), str(tmp_path / "p")]
-        starts = [
-            subprocess.Popen(
-                [sys.executable, "-c", code, *folders],
-                env={**os.environ, "DAGSTER_HOME": str(home)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(4)
-        ]
-        results = [start.communicate(timeout=120) for start in starts]
-        assert [start.returncode for start in starts] == [0] * 4, [r[1][-500:] for r in results]
-        assert {out for out, _ in results} == {results[0][0]}
-        assert str(AUTHORITIES).encode() in results[0][0]

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,9 +24,9 @@ import pytest
 from playwright import sync_api
 
 from pipelines.partitions import range_tags
-from tests.conftest import REPO
+from tests.conftest import DEMO_RAW, REPO
+from tests.helpers import free_port
 
-DEMO_RAW = REPO / "data" / "raw"
 DAGSTER = Path(sys.executable).with_name("dagster")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,12 +56,6 @@ WRAPPER = (
 assert Path(CHROMIUM).exists(), (
     f"no chromium at {CHROMIUM}: run make test, or apt-get install chromium"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -26,7 +26,7 @@ from indices.core.published import read_manifest
 from indices.core.reference import reference_dir
 from indices.releases.index_release import publish_index
 from tests.conftest import REPO
-from tests.test_composite_spec import frame, spec_on, tiny_data, tiny_spec, write
+from tests.helpers import frame, spec_on, tiny_data, tiny_spec, write
 
 EXP = 1 - math.exp(-100 / 23)  # the IoD transformation: X = -23 ln(1 - R * EXP)
 

@@ -21,41 +21,9 @@ import yaml
 from indices.cli import main
 from indices.composite import engine, methods
 from indices.composite.spec import SpecError, load_spec, parse_spec
+from tests.helpers import TINY_CSV, frame, spec_on, tiny_data, tiny_spec, write
 
 # -- specs ---------------------------------------------------------------------------------------
-
-
-def tiny_spec(**changes) -> dict:
-    """A valid two-domain spec: index idx = a (x1, x2) and b (y), all weights explicit."""
-    spec = {
-        "name": "tiny",
-        "title": "A tiny index",
-        "unit": "u",
-        "inputs": [{"path": "tiny.csv"}],
-        "normalise": {"method": "minmax", "low": 0, "high": 100},
-        "aggregate": {"method": "arithmetic"},
-        "index": {
-            "name": "idx",
-            "children": [
-                {
-                    "name": "a",
-                    "weight": 2,
-                    "children": [
-                        {"name": "x1", "column": "x1", "weight": 1},
-                        {"name": "x2", "column": "x2", "weight": 3},
-                    ],
-                },
-                {
-                    "name": "b",
-                    "weight": 1,
-                    "children": [
-                        {"name": "y", "column": "y", "direction": "higher_is_better", "weight": 1}
-                    ],
-                },
-            ],
-        },
-    }
-    return {**spec, **changes}
 
 
 def problem(change: Callable[[dict], object]) -> str:
@@ -204,11 +172,6 @@ def test_every_problem_is_reported_once_per_line():
 # -- spec files ----------------------------------------------------------------------------------
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 def test_load_spec_reads_a_yaml_file(tmp_path: Path):
     path = write(tmp_path / "tiny.yaml", yaml.safe_dump(tiny_spec()))
     spec = load_spec(path)
@@ -240,14 +203,6 @@ def test_a_spec_file_reports_problems_with_its_file_name(tmp_path: Path):
 
 
 # -- inputs --------------------------------------------------------------------------------------
-
-TINY_CSV = "u,x1,x2,y,g\np,0,10,50,A\nq,5,20,30,A\nr,10,0,40,B\ns,2.5,30,10,B\nt,7.5,40,20,B\n"
-
-
-def spec_on(tmp_path: Path, csv: str = TINY_CSV, **changes) -> engine.IndexSpec:
-    """The tiny spec (or with `changes`) in tmp_path, reading tiny.csv beside it."""
-    write(tmp_path / "tiny.csv", csv)
-    return load_spec(write(tmp_path / "tiny.yaml", yaml.safe_dump(tiny_spec(**changes))))
 
 
 def test_an_input_that_does_not_exist(tmp_path: Path):
@@ -334,15 +289,6 @@ def test_the_cli_writes_the_results(tmp_path: Path, capsys):
 
 
 # -- the engine by hand --------------------------------------------------------------------------
-
-
-def frame(index: str = "u", **columns) -> pd.DataFrame:
-    units = list("pqrstuvwxyz")[: len(next(iter(columns.values())))]
-    return pd.DataFrame(columns, index=pd.Index(units, name=index))
-
-
-def tiny_data() -> pd.DataFrame:
-    return frame(x1=[0, 5, 10, 2.5, 7.5], x2=[10, 20, 0, 30, 40], y=[50, 30, 40, 10, 20])
 
 
 def test_explicit_weights_minmax_and_arithmetic_by_hand(tmp_path: Path):

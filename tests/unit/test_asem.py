@@ -31,8 +31,9 @@ import yaml
 from indices.cli import main
 from indices.composite.engine import Result, compute, load_inputs
 from indices.composite.spec import IndexSpec, Indicator, Node, load_spec, walk
+from tests.conftest import REPO
 
-COINR = Path(__file__).resolve().parent / "data" / "coinr"
+COINR = REPO / "tests" / "data" / "coinr"
 assert (COINR / "README.md").exists(), f"COINr reference outputs not found at {COINR}"
 
 TOL = 1e-9

@@ -8,34 +8,10 @@ import pytest
 
 from indices.core.duck import query_rows
 from indices.measures.dates import years_before
-from indices.measures.persons import (
-    UNLOCATED,
-    build_long_term_support,
-    build_persons,
-    deficit_column,
-    person_measures_query,
-)
+from indices.measures.persons import deficit_column
+from tests.helpers import D, persons_table
 
-D = date(2025, 3, 31)
 BNF = [f"0{i}0000000AAAAAA"[:9] + "AAAAAA" for i in range(1, 9)]  # distinct 9-char substances
-
-
-def persons_table(conformed, reference_date: date = D) -> dict[str, dict]:
-    """Every person, with their measures, as the area counts see them: the persons table and
-    the persons receiving long-term support, built the way the pipeline builds each part."""
-    root = conformed.write()
-    parts = {a: root / "measures" / f"{a}.parquet" for a in ("E06000001", UNLOCATED)}
-    supported = root / "measures" / "lts.parquet"
-    build_persons(root, reference_date, parts)  # the test LSOAs are Hartlepool's
-    build_long_term_support(
-        {"E06000001": root / "conformed" / "asc_cld.parquet"},
-        reference_date,
-        {"E06000001": supported},
-    )
-    query, parameters = person_measures_query(list(parts.values()), [supported])
-    con_rows = query_rows(query, parameters)
-    names = [r[0] for r in query_rows(f"DESCRIBE {query}", parameters)]
-    return {row[0].rstrip("0"): dict(zip(names, row, strict=True)) for row in con_rows}
 
 
 def with_deficits(conformed, person: str, codes: list[str], on: str = "2020-01-01"):

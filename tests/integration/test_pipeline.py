@@ -1,4 +1,6 @@
-"""The Dagster definitions, and the whole job end to end on the committed demo extracts."""
+"""The Dagster definitions, and the whole job end to end on the committed demo extracts (what
+`indices run` refuses before a run: tests/unit/test_pipeline.py; the whole graph's summary:
+tests/integration/test_definitions.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from indices.areas.disclosure import protect
-from indices.cli import main
 from indices.core.published import list_versions
 from indices.core.settings import Settings
 from indices.sources import conformed
 from pipelines.definitions import defs
 from pipelines.run import run_main_job
-from tests.conftest import REPO
-
-DEMO_RAW = REPO / "data" / "raw"
+from tests.conftest import DEMO_RAW, REPO
 
 
 def test_definitions_load():
@@ -154,51 +153,6 @@ def test_an_unchanged_rerun_publishes_nothing(demo_run):
     folders = sorted(p.name for p in (settings.publish_dir / "frailty_lad").iterdir())
     assert folders == ["_releases", "v000001"]
     assert list_versions(settings.publish_dir, "frailty_lad") == ["v000001"]
-
-
-@pytest.mark.parametrize(
-    ("setup", "message"),
-    [
-        (lambda raw: None, "does not exist"),
-        (lambda raw: raw.mkdir(), "has no extract of gp_patients, gp_events, gp_medications"),
-        (
-            lambda raw: (
-                (raw / "gp_patients").mkdir(parents=True)
-                or (raw / "gp_patients" / "patients.csv").write_text("x")
-            ),
-            "not an extract of gp_patients",
-        ),
-    ],
-)
-def test_a_bad_raw_folder_is_a_one_line_error(tmp_path, capsys, setup, message):
-    raw = tmp_path / "raw"
-    setup(raw)
-    status = main(
-        [
-            "run",
-            "--raw-dir",
-            str(raw),
-            "--warehouse-dir",
-            str(tmp_path / "w"),
-            "--publish-dir",
-            str(tmp_path / "p"),
-        ]
-    )
-    error = capsys.readouterr().err
-    assert status == 2
-    assert message in error and error.count("\n") == 1
-
-
-def test_folders_come_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("INDICES_RAW_DIR", str(tmp_path / "r"))
-    monkeypatch.setenv("INDICES_PUBLISH_DIR", str(tmp_path / "p"))
-    monkeypatch.delenv("INDICES_WAREHOUSE_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    settings = Settings.resolve()
-    assert settings.raw_dir == tmp_path / "r"
-    assert settings.publish_dir == tmp_path / "p"
-    assert settings.warehouse_dir == tmp_path / "data" / "warehouse"
-    assert os.path.isabs(settings.raw_dir)
 
 
 def readme_queries() -> list[str]:

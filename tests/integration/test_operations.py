@@ -1,5 +1,6 @@
 """Operating the pipeline: raw source assets and their data versions, the `new_extracts` sensor,
-the nightly schedule, retries, and pruning the run history."""
+the nightly schedule, retries, and pruning the run history (the prune script run as an operator
+runs it: tests/system/test_operations.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,9 +24,8 @@ from pipelines.partitions import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.resources import IndicesSettings
 from pipelines.sensors import SETTLE_SECONDS
 from scripts.prune_runs import prune_runs
-from tests.conftest import REPO
+from tests.conftest import DEMO_RAW
 
-DEMO_RAW = REPO / "data" / "raw"
 RAW_KEYS = [dg.AssetKey(["raw", s]) for s in registry.SOURCES]
 
 
@@ -360,30 +358,3 @@ def test_prune_runs_deletes_old_runs_but_keeps_the_latest_of_each_asset(tmp_path
         assert sorted(prune_runs(instance, 30, now=later)) == sorted([first, other])
         assert [r.dagster_run.run_id for r in instance.get_run_records()] == [latest]
         assert instance.get_latest_materialization_event(tiny.key).run_id == latest
-
-
-def test_prune_runs_command_uses_dagster_home(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the project's settings load
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        first = dg.materialize([tiny], instance=instance).run_id
-        dg.materialize([tiny], instance=instance)
-
-    def prune(*args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "scripts/prune_runs.py", "--days", "0", *args],
-            cwd=REPO,
-            env={**os.environ, "DAGSTER_HOME": str(home)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    assert prune("--dry-run").splitlines() == [
-        "would delete 1 finished run(s) created more than 0 days ago",
-        f"  {first}",
-    ]
-    assert prune().startswith("deleted 1 finished run(s)")
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        assert len(instance.get_run_records()) == 1

@@ -1,20 +1,17 @@
 """The reader on hostile input: every fault found by running the pipeline on unseen and hostile
 extracts ends as one clear line or a quarantined row with a reason, and no NHS number, in any
-form, reaches a message, a log or the quarantine."""
+form, reaches a message, a log or the quarantine (the Dagster log of a run:
+tests/integration/test_hostile_input.py; an extract a process may not read:
+tests/system/test_hostile_input.py)."""
 
 from __future__ import annotations
 
 import codecs
 import gzip
 import json
-import os
-import subprocess
-import sys
-import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
 import nhs_number
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,45 +21,37 @@ from indices.core.duck import connect, query_rows, sql_str
 from indices.sources.extracts import RawFolderError, check_raw_folder, list_extracts
 from indices.sources.pseudonym import is_valid_nhs_number, mask_nhs_numbers, mask_nhs_numbers_sql
 from indices.sources.schemas import conformed_schemas, validate_parquet
-from tests import test_conform_sources
-from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, REPO, write_csv
-from tests.test_conform import conform, quarantine_reasons, register_row
-from tests.test_conform_sources import (
+from tests.helpers import (
     ASC_FILE,
+    ASC_HEADER,
+    EVENTS_HEADER,
     FT_FILE,
     FT_HEADER,
     HES_FILE,
     HES_HEADER,
+    PATIENT_COLUMNS,
+    REGISTER,
     UNKNOWN,
     V0,
+    V0_FORMS,
     V1,
+    Conformed,
     append,
     asc_file,
     asc_row,
+    assert_no_form_of,
+    conform,
     csv_text,
+    digits_of,
     ft_row,
     hes_row,
     only_entry,
+    persons_table,
+    quarantine_reasons,
+    register_row,
     rows_of,
+    write_csv,
 )
-from tests.test_measures_efi import persons_table
-
-# The conformed register of the four valid numbers, shared with the other conform tests.
-register_tables = test_conform_sources.register_tables
-registered = test_conform_sources.registered
-
-REGISTER = "gp_patients_2025-03-31.csv"
-EVENTS_HEADER = ["nhs_number", "event_date", "snomed_code", "value", "unit"]
-# V0 (9434765919) as senders and typists write it: none of these is an NHS number to the
-# Modulus 11 check, every one of them is one to a reader.
-V0_FORMS = [
-    "943.476.5919",
-    "943  476  5919",
-    "943 - 476 - 5919",
-    "９４３４７６５９１９",  # full-width
-    "٩٤٣٤٧٦٥٩١٩",  # Arabic-Indic
-    "943\u00a0476\u00a05919",  # no-break spaces
-]
 
 
 def nhs(stem: str) -> str:
@@ -73,23 +62,9 @@ def nhs(stem: str) -> str:
 
 
 def valid_numbers(count: int) -> list[str]:
-    """Some valid NHS numbers in England's range, none of them in tests.test_conform.VALID."""
+    """Some valid NHS numbers in England's range, none of them in tests.helpers.VALID."""
     stems = (f"40000{i:04d}" for i in range(10_000))
     return [nhs(s) for s in stems if nhs_number.calculate_checksum(s) != 10][:count]
-
-
-def digits_of(text: str) -> str:
-    """Every decimal digit of a text, in any script, as ASCII, with nothing between."""
-    return "".join(
-        str(unicodedata.digit(c)) for c in text if unicodedata.decimal(c, None) is not None
-    )
-
-
-def assert_no_form_of(number: str, text: str) -> None:
-    """No way of writing `number` is in `text`: checked value by value on its digits alone."""
-    for form in V0_FORMS:
-        assert form not in text
-    assert number not in digits_of(text), text
 
 
 def quarantine_values(result) -> list[dict]:
@@ -252,8 +227,6 @@ def test_9999_12_31_is_an_open_end_that_validates(registered):
 
 
 def test_9999_12_31_gives_the_measures_of_a_blank_end(tmp_path):
-    from tests.conftest import Conformed
-
     measures = []
     for end in (None, "9999-12-31"):
         conformed = Conformed(tmp_path / (end or "blank"))
@@ -422,45 +395,6 @@ def test_non_finite_decimals_are_invalid_and_negative_counts_quarantined(registe
     assert rows_of(result.conformed_path, "value", "value") == [(70.5,), (None,), (None,)]
 
 
-# -- 5. an unreadable file --------------------------------------------------------------------
-
-
-def run_unprivileged(code: str) -> str:
-    """Run Python as file permissions bind it, with this worktree first on the path; what it
-    printed. Root reads any file, so as root it runs without the capabilities that let it
-    (util-linux `setpriv`)."""
-    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
-    done = subprocess.run(
-        [*(prefix if os.geteuid() == 0 else []), sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def test_an_unreadable_extract_is_one_line_naming_it(tmp_path):
-    raw = tmp_path / "raw"
-    path = write_csv(raw / "gp_patients" / REGISTER, PATIENT_COLUMNS, [register_row(V0)])
-    path.chmod(0)
-    lines = run_unprivileged(
-        "from pathlib import Path\n"
-        "from indices.sources.extracts import RawFolderError, check_raw_folder, "
-        "current_extracts\n"
-        "from pipelines.assets.raw import source_version\n"
-        f"raw = Path({str(raw)!r})\n"
-        "for check in (lambda: check_raw_folder(raw, ()), "
-        "lambda: source_version(current_extracts(raw, 'gp_patients'))):\n"
-        "    try:\n"
-        "        check()\n"
-        "    except RawFolderError as error:\n"
-        "        print(error)\n"
-    ).splitlines()
-    assert lines == [f"{path}: cannot be read (permission denied)"] * 2
-
-
 # -- 6. no NHS number in any message, log or the quarantine -----------------------------------
 
 
@@ -537,42 +471,6 @@ def test_a_symlink_in_the_raw_folder_is_refused_without_reading_it(tmp_path):
     (raw / "gp_patients" / REGISTER).mkdir()
     with pytest.raises(RawFolderError, match="not a regular file"):
         check_raw_folder(raw, ())
-
-
-def test_a_headerless_extract_leaves_no_nhs_number_in_the_dagster_log(tmp_path):
-    from pipelines.definitions import defs
-
-    raw, warehouse = tmp_path / "raw", tmp_path / "warehouse"
-    write_csv(raw / "gp_patients" / REGISTER, register_row(V0), [register_row(V1)])
-    write_csv(raw / "gp_events" / "gp_events_2025-03-31.csv", EVENTS_HEADER, [])
-    write_csv(raw / "gp_medications" / "gp_medications_2025-03-31.csv", ["nhs_number"], [])
-    instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("main").execute_in_process(
-        asset_selection=[dg.AssetKey(["conformed", "gp_patients"])],
-        run_config={
-            "resources": {
-                "settings": {
-                    "config": {
-                        "raw_dir": str(raw),
-                        "warehouse_dir": str(warehouse),
-                        "publish_dir": str(tmp_path / "published"),
-                    }
-                }
-            }
-        },
-        instance=instance,
-        raise_on_error=False,
-    )
-    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
-    failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
-    messages += [f.user_failure_data.description for f in failures if f.user_failure_data]
-    messages += [f.error.to_string() for f in failures]
-    assert any("header row missing or unrecognised" in m for m in messages)
-    for message in messages:
-        assert_no_form_of(V0, message)
-        assert V1 not in digits_of(message)
-    ledger = (warehouse / "conformed" / "gp_patients.json").read_text()
-    assert V0 not in digits_of(ledger)
 
 
 def test_a_file_name_or_a_failing_value_is_masked_in_its_message(tmp_path):

@@ -1,97 +1,19 @@
 """The warehouse and the releases on an object store: a real S3-compatible server (moto) on
-127.0.0.1, read by DuckDB through the fsspec filesystem (no DuckDB extension)."""
+127.0.0.1, read by DuckDB through the fsspec filesystem (no DuckDB extension). The same code path on fsspec's
+memory filesystem, without a server: tests/unit/test_object_storage.py."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
-from pathlib import Path
-
 import dagster as dg
 import duckdb
-import fsspec
 import pytest
-from s3fs import S3FileSystem
 
 from indices.core import leftovers, storage
 from indices.core.published import list_datasets, list_versions, pointer_path, read_manifest
 from indices.core.settings import Settings
 from indices.releases.lineage import prune_releases
-from tests.conftest import REPO
-from tests.test_publish import publish, table
-
-DEMO_RAW = REPO / "data" / "raw"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """moto's S3 server on a free local port, with dummy credentials; stopped by its id."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    saved |= {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=endpoint,
-    )
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        # fsspec keeps filesystem instances: one made for another module's server would
-        # still point at it.
-        S3FileSystem.clear_instance_cache()
-        fs = fsspec.filesystem("s3")
-        yield fs
-    finally:
-        server.kill()
-        server.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@pytest.fixture()
-def bucket(s3_server) -> str:
-    name = f"indices-{uuid.uuid4().hex[:12]}"
-    s3_server.mkdir(name)
-    return f"s3://{name}"
-
-
-def analyst_query(publish_url: str, query: str, tmp_path: Path) -> list[tuple]:
-    """What the README tells analysts: fetch the catalog, register the filesystem, query."""
-    fs, _ = fsspec.core.url_to_fs(publish_url)
-    local = tmp_path / f"catalog-{uuid.uuid4().hex}.duckdb"
-    fs.get(f"{publish_url}/catalog.duckdb", str(local))
-    con = duckdb.connect(str(local), read_only=True)
-    con.register_filesystem(fs)
-    try:
-        return con.execute(query).fetchall()
-    finally:
-        con.close()
+from tests.conftest import DEMO_RAW
+from tests.helpers import analyst_query, publish, table
 
 
 def test_a_release_on_s3_is_published_listed_and_read_by_duckdb(bucket, tmp_path):
@@ -148,17 +70,6 @@ def test_a_version_another_publisher_took_is_not_overwritten(bucket, monkeypatch
     assert mine.version == "v000003"
     assert storage.read_text(f"{root}/demo/v000002/manifest.json") == "{}"
     assert read_manifest(root, "demo", "v000003")["version"] == "v000003"
-
-
-def test_the_same_code_path_on_memory(tmp_path):
-    root = f"memory://indices-{uuid.uuid4().hex[:8]}/published"
-    publish(root, table(7), [])
-    assert list_versions(root, "demo") == ["v000001"]
-    con = duckdb.connect()
-    con.register_filesystem(fsspec.filesystem("memory"))
-    assert con.execute(f"SELECT count(*) FROM '{root}/demo/v000001/data.parquet'").fetchone() == (
-        7,
-    )
 
 
 def test_the_whole_job_on_s3_publishes_what_a_local_run_does(bucket, tmp_path):

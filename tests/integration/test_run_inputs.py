@@ -23,9 +23,8 @@ from indices.sources import inputs as run_inputs
 from indices.sources.inputs import INPUTS_TAG, REFERENCE_DATE_TAG, REGISTER_TAG, InputsChanged
 from pipelines.definitions import defs
 from pipelines.run import run_main_job, settings_run_config
-from tests.conftest import REPO
+from tests.conftest import DEMO_RAW, REPO
 
-DEMO_RAW = REPO / "data" / "raw"
 BASELINE = REPO / "tests" / "data" / "published_baseline"
 NEW_REGISTER = "gp_patients_2025-04-30.csv.gz"
 

@@ -18,9 +18,8 @@ from distributed import Client, LocalCluster
 from indices.core.settings import Settings
 from pipelines.executors import DASK_ADDRESS_ENV, EXECUTOR_ENV
 from pipelines.partitions import range_tags
-from tests.test_object_storage import DEMO_RAW, analyst_query, bucket, free_port, s3_server
-
-__all__ = ["bucket", "s3_server"]  # fixtures, used by name
+from tests.conftest import DEMO_RAW
+from tests.helpers import analyst_query, free_port
 
 WORKERS = 3
 # Every published figure of these datasets, all rows; the catalog's views name the latest.

@@ -4,11 +4,8 @@ files, every row accounted for in the ledger, and no NHS number stored in the wa
 from __future__ import annotations
 
 import codecs
-import csv
 import gzip
-import io
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,28 +14,36 @@ import pytest
 
 from indices.core.duck import query_rows, sql_str
 from indices.sources.pseudonym import is_valid_nhs_number, pseudonymise
-from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
-from tests.test_conform import KEY, VALID, conform, quarantine_reasons, register_row
+from tests.helpers import (
+    ASC_FILE,
+    ASC_HEADER,
+    FT_FILE,
+    FT_HEADER,
+    HES_FILE,
+    HES_HEADER,
+    KEY,
+    UNKNOWN,
+    V0,
+    V1,
+    V2,
+    V3,
+    VALID,
+    append,
+    asc_file,
+    asc_row,
+    conform,
+    csv_text,
+    ft_row,
+    hes_row,
+    only_entry,
+    quarantine_reasons,
+    rows_of,
+    write_csv,
+)
 
-V0, V1, V2, V3 = VALID
-UNKNOWN = "4505577104"  # a valid NHS number that is in no register
 CHECK_TEN = "1000000010"  # its check digit computes to 10: no valid number has this prefix
-assert is_valid_nhs_number(UNKNOWN) and not is_valid_nhs_number(CHECK_TEN)
+assert not is_valid_nhs_number(CHECK_TEN)
 
-HES_FILE = "hes_apc_2025-03-31.csv"
-HES_HEADER = [
-    "nhs_number",
-    "epikey",
-    "admidate",
-    "epistart",
-    "epiend",
-    "disdate",
-    "admimeth",
-    "diag_4_01",
-    "diag_4_02",
-    "diag_4_03",
-]
-ASC_FILE = "asc_cld_E06000001_2025-03-31.csv"
 ASC_NEEDED = [
     "LA_Code",
     "NHS_Number",
@@ -47,111 +52,12 @@ ASC_NEEDED = [
     "Event_End_Date",
     "Service_Type",
 ]
-FT_FILE = "fingertips_2025-03-31.csv"
-FT_HEADER = [
-    "Indicator ID",
-    "Indicator Name",
-    "Area Code",
-    "Area Type",
-    "Sex",
-    "Age",
-    "Time period",
-    "Value",
-    "Lower CI 95.0 limit",
-    "Upper CI 95.0 limit",
-    "Count",
-    "Denominator",
-    "Value note",
-]
 MED_FILE = "gp_medications_2025-03-31.csv"
 MED_HEADER = ["nhs_number", "issue_date", "bnf_code"]
 BNF = "0205051R0AAAAAA"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def hes_row(nhs: str, epikey: str, **changes: str) -> list[str]:
-    row = {
-        "nhs_number": nhs,
-        "epikey": epikey,
-        "admidate": "2024-01-01",
-        "epistart": "2024-01-01",
-        "epiend": "2024-01-03",
-        "disdate": "2024-01-03",
-        "admimeth": "21",
-        "diag_4_01": "R54X",
-        "diag_4_02": "",
-        "diag_4_03": "",
-    } | changes
-    return [row[c] for c in HES_HEADER]
-
-
-def asc_row(nhs: str, client: str, **changes: str) -> list[str]:
-    row = {
-        "LA_Code": "E06000001",
-        "NHS_Number": nhs,
-        "Client_ID": client,
-        "Gender": "Female",
-        "Event_Type": "Service",
-        "Event_Start_Date": "01/02/2024",
-        "Event_End_Date": "",
-        "Service_Type": "Long Term Support: Nursing Care",
-        "Primary_Support_Reason": "Physical Support: Personal Care Support",
-    } | changes
-    return [row[c] for c in ASC_HEADER]
-
-
-def asc_file(raw: Path, lad: str, ext: str = "csv") -> Path:
-    """The path of one local authority's extract (asc_cld has one file per authority)."""
-    path = raw / "asc_cld" / f"asc_cld_{lad}_2025-03-31.{ext}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def ft_row(**changes: str) -> list[str]:
-    row = {
-        "Indicator ID": "93014",
-        "Indicator Name": "Emergency hospital admissions due to falls, 65+",
-        "Area Code": "E06000001",
-        "Area Type": "Districts & UAs (from Apr 2019)",
-        "Sex": "Persons",
-        "Age": "65+ yrs",
-        "Time period": "2022/23",
-        "Value": "2104.5",
-        "Lower CI 95.0 limit": "1900.1",
-        "Upper CI 95.0 limit": "2300.9",
-        "Count": "450",
-        "Denominator": "21384",
-        "Value note": "",
-    } | changes
-    return [row[c] for c in FT_HEADER]
-
-
-def csv_text(header: list[str], rows: list[list[str]]) -> str:
-    """The CSV text write_csv would write, for files written in another encoding."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-
-
-def only_entry(result):
-    """The ledger entry of the one file conformed, checked to balance."""
-    (entry,) = result.ledger
-    assert entry.rows_read == entry.conformed + sum(entry.quarantined.values())
-    assert entry.balanced
-    return entry
-
-
-def rows_of(path: Path, columns: str, order: str) -> list[tuple]:
-    return query_rows(f"SELECT {columns} FROM read_parquet({sql_str(path)}) ORDER BY {order}")
 
 
 def assert_no_nhs_number_stored(warehouse: Path, *written: str) -> None:
@@ -164,28 +70,6 @@ def assert_no_nhs_number_stored(warehouse: Path, *written: str) -> None:
 
 def person_id(nhs: str) -> str:
     return pseudonymise(KEY, [nhs])[0]
-
-
-@pytest.fixture(scope="module")
-def register_tables(tmp_path_factory) -> Path:
-    """The register (gp_patients) of the four VALID numbers, conformed once for the module."""
-    root = tmp_path_factory.mktemp("register")
-    raw, warehouse = root / "raw", root / "warehouse"
-    rows = [register_row(n) for n in VALID]
-    write_csv(raw / "gp_patients" / "gp_patients_2025-03-31.csv", PATIENT_COLUMNS, rows)
-    assert conform(raw, warehouse, "gp_patients").rows_conformed == 4
-    return warehouse
-
-
-@pytest.fixture()
-def registered(tmp_path: Path, register_tables: Path) -> tuple[Path, Path]:
-    """A raw folder and a warehouse holding the conformed register (and its empty quarantine)."""
-    raw, warehouse = tmp_path / "raw", tmp_path / "warehouse"
-    for part in ("conformed", "quarantine"):
-        (warehouse / part).mkdir(parents=True)
-        shutil.copy(register_tables / part / "gp_patients.parquet", warehouse / part)
-    raw.mkdir()
-    return raw, warehouse
 
 
 # -- hes_apc ---------------------------------------------------------------------------------------
