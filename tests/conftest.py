@@ -9,31 +9,18 @@ from pathlib import Path
 import pytest
 
 from indices.core.reference import efi_codes
+from indices.sources.registry import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
-PATIENT_COLUMNS = [
-    "nhs_number",
-    "date_of_birth",
-    "sex",
-    "lsoa11_code",
-    "practice_code",
-    "registration_start",
-    "registration_end",
-    "date_of_death",
-]
 
 
-ASC_HEADER = [
-    "LA_Code",
-    "NHS_Number",
-    "Client_ID",
-    "Gender",
-    "Event_Type",
-    "Event_Start_Date",
-    "Event_End_Date",
-    "Service_Type",
-    "Primary_Support_Reason",
-]
+def raw_header(source: str) -> list[str]:
+    """A source's raw columns as its declaration names them, in order."""
+    return [column.name for column in SOURCES[source].columns]
+
+
+PATIENT_COLUMNS = raw_header("gp_patients")
+ASC_HEADER = raw_header("asc_cld")
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -10,8 +10,8 @@ import pytest
 from indices.core.duck import query_rows, sql_str
 from indices.sources.conform import conform_source
 from indices.sources.extracts import check_raw_folder
-from indices.sources.layouts import LAYOUTS
 from indices.sources.pseudonym import is_valid_nhs_number
+from indices.sources.registry import SOURCES
 from tests.conftest import ASC_HEADER, PATIENT_COLUMNS, write_csv
 
 KEY = b"test-key"
@@ -35,7 +35,7 @@ def register_row(nhs: str, **changes: str) -> list[str]:
 
 def conform(raw: Path, warehouse: Path, source: str):
     found = check_raw_folder(raw, ())
-    return conform_source(LAYOUTS[source], found[source], warehouse, KEY)
+    return conform_source(SOURCES[source], found[source], warehouse, KEY)
 
 
 def quarantine_reasons(result) -> dict[int, str]:

@@ -117,7 +117,7 @@ def test_hes_code_quirks_score_through_conform(tmp_path):
     from indices.measures.persons import build_persons
     from indices.sources.conform import conform_source
     from indices.sources.extracts import check_raw_folder
-    from indices.sources.layouts import LAYOUTS
+    from indices.sources.registry import SOURCES
     from tests.conftest import PATIENT_COLUMNS, write_csv
     from tests.test_conform import KEY, register_row
 
@@ -138,7 +138,7 @@ def test_hes_code_quirks_score_through_conform(tmp_path):
     )
     found = check_raw_folder(raw, ())
     for source in ("gp_patients", "gp_events", "gp_medications", "hes_apc"):
-        conform_source(LAYOUTS[source], found[source], warehouse, KEY)
+        conform_source(SOURCES[source], found[source], warehouse, KEY)
     path = warehouse / "persons.parquet"
     build_persons(warehouse / "conformed", D, {"E06000001": path})  # LSOA E01011949
     score, band = (

@@ -47,12 +47,29 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class Params(dict):
+    """The bound parameters of one statement, by name: `params.bind(name, value)` adds a value
+    and gives its placeholder, `$name`, so values reach DuckDB bound, never pasted into the SQL.
+    A name binds one value."""
+
+    def bind(self, name: str, value: object) -> str:
+        if name in self and self[name] != value:
+            raise ValueError(f"parameter ${name} bound to two values")
+        self[name] = value
+        return f"${name}"
+
+
 def copy_to_parquet(
-    con: duckdb.DuckDBPyConnection, query: str, path: storage.Location, scratch: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    path: storage.Location,
+    scratch: Path | None = None,
+    params: dict | None = None,
 ) -> int:
-    """Write a query to Parquet atomically: to a local temporary file (beside the target when it
-    is local, else in `scratch`), then renamed or uploaded into place; the rows written. A
-    folder that cannot be written is `storage.CannotWrite`, and the temporary file is removed."""
+    """Write a query (with its bound `params`) to Parquet atomically: to a local temporary file
+    (beside the target when it is local, else in `scratch`), then renamed or uploaded into
+    place; the rows written. A folder that cannot be written is `storage.CannotWrite`, and the
+    temporary file is removed."""
     if storage.is_url(path):
         tmp = storage.local_temp(scratch or storage.system_temp(), ".parquet")
     else:
@@ -64,7 +81,8 @@ def copy_to_parquet(
         with storage.writing(tmp.parent):
             con.execute(
                 f"COPY ({query}) TO {sql_str(tmp)} "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)",
+                params or None,
             )
         rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(tmp)})").fetchone()[0]
         storage.put(tmp, path)
