@@ -34,37 +34,22 @@ from indices.measures.persons import (
 from indices.releases.publish import publish_release
 from indices.sources.conform import conform_source
 from indices.sources.extracts import check_raw_folder
-from indices.sources.layouts import LAYOUTS
 from indices.sources.pseudonym import is_valid_nhs_number
+from indices.sources.registry import SOURCES
 from indices.sources.schemas import conformed_schemas
 
 D = date(2025, 3, 31)  # the demo extracts' date, the reference date of most tests
 
 # -- raw extracts ----------------------------------------------------------------------------------
 
-PATIENT_COLUMNS = [
-    "nhs_number",
-    "date_of_birth",
-    "sex",
-    "lsoa11_code",
-    "practice_code",
-    "registration_start",
-    "registration_end",
-    "date_of_death",
-]
+
+def raw_header(source: str) -> list[str]:
+    """A source's raw columns as its declaration names them, in order."""
+    return [column.name for column in SOURCES[source].columns]
 
 
-ASC_HEADER = [
-    "LA_Code",
-    "NHS_Number",
-    "Client_ID",
-    "Gender",
-    "Event_Type",
-    "Event_Start_Date",
-    "Event_End_Date",
-    "Service_Type",
-    "Primary_Support_Reason",
-]
+PATIENT_COLUMNS = raw_header("gp_patients")
+ASC_HEADER = raw_header("asc_cld")
 
 KEY = b"test-key"
 VALID = ["9434765919", "4010232137", "9876543210", "1234567881"]
@@ -235,7 +220,7 @@ def assert_no_form_of(number: str, text: str) -> None:
 
 def conform(raw: Path, warehouse: Path, source: str):
     found = check_raw_folder(raw, ())
-    return conform_source(LAYOUTS[source], found[source], warehouse, KEY)
+    return conform_source(SOURCES[source], found[source], warehouse, KEY)
 
 
 def quarantine_reasons(result) -> dict[int, str]:

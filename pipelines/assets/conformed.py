@@ -12,22 +12,15 @@ from pipelines.metadata import COMMON, markdown_table, row_count, table_schema
 from pipelines.partitions import AUTHORITIES
 from pipelines.resources import IndicesSettings
 
-DESCRIPTIONS = {
-    "gp_patients": "GP patient register, one row per registration, NHS numbers pseudonymised.",
-    "gp_events": "GP coded clinical events (SNOMED CT), pseudonymised.",
-    "gp_medications": "GP prescription issues (BNF), pseudonymised.",
-    "hes_apc": "Hospital admitted patient care episodes, ICD-10 normalised, pseudonymised.",
-    "asc_cld": "Adult social care client level data from every local authority, pseudonymised.",
-    "fingertips": "Public health profile indicators per area (Fingertips), long format.",
-}
-# Person-level sources keep only persons the register knows, so they wait for it. The social care
-# extracts come one per local authority and are conformed one authority (partition) at a time.
-UPSTREAM = {s: ["gp_patients"] for s in ("gp_events", "gp_medications", "hes_apc", "asc_cld")}
-
 
 def conformed_asset(source: str) -> dg.AssetsDefinition:
+    """The conformed table of a source, as its declaration says (`indices.sources.registry`):
+    a person-level source keeps only persons the register knows, so it waits for the register;
+    one sent by each local authority is conformed one authority (partition) at a time."""
+    declared = registry.SOURCES[source]
     schema = conformed_schemas()[source]
-    by_authority = source in registry.AUTHORITY_SOURCES
+    by_authority = declared.by_authority
+    upstream = [registry.REGISTER] if declared.linked_to_register else []
 
     @dg.asset(
         name=source,
@@ -37,9 +30,9 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
         **COMMON,
         deps=[
             raw_key(source),
-            *(dg.AssetKey(["conformed", up]) for up in UPSTREAM.get(source, [])),
+            *(dg.AssetKey(["conformed", up]) for up in upstream),
         ],
-        description=DESCRIPTIONS[source]
+        description=declared.description
         + (" One partition per sending authority." if by_authority else ""),
         metadata={"dagster/column_schema": table_schema(schema)},
         partitions_def=AUTHORITIES if by_authority else None,
@@ -59,7 +52,7 @@ def conformed_asset(source: str) -> dg.AssetsDefinition:
             if entry.extra_columns:
                 context.log.warning(f"{entry.file}: extra columns ignored {entry.extra_columns}")
         linkage = {}
-        if source in UPSTREAM:
+        if declared.linked_to_register:
             rate = conformed.linkage_rate(results)
             linkage["linkage_rate_to_register"] = dg.MetadataValue.float(
                 round(rate, 4) if rate is not None else float("nan")

@@ -23,15 +23,6 @@ TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXP
 ABSENT = "absent"  # the data version of a source with no extract (its folder may be missing)
 INVALID = "invalid"  # a source folder holding a file that is not an extract of it
 
-DESCRIPTIONS = {
-    "gp_patients": "GP patient register extracts, as sent: one full snapshot per extract date.",
-    "gp_events": "GP coded clinical event extracts (SNOMED CT), as sent.",
-    "gp_medications": "GP prescription issue extracts (BNF), as sent.",
-    "hes_apc": "Hospital Episode Statistics admitted patient care extracts, as sent.",
-    "asc_cld": "Adult social care client level data, one extract per local authority, as sent.",
-    "fingertips": "Public health profile indicator extracts (Fingertips), as sent.",
-}
-
 
 def raw_key(source: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", source])
@@ -75,16 +66,15 @@ def _file_record(path: Path, extract_date: str) -> dict:
 
 
 def raw_asset(source: str) -> dg.AssetsDefinition:
+    declared = registry.SOURCES[source]
     spec = dg.AssetSpec(
         key=raw_key(source),
         group_name="raw",
         kinds={"csv", "parquet"},
         owners=COMMON["owners"],
-        description=f"{DESCRIPTIONS[source]} Files `{source}/{source}_"
-        + ("<LAD code>_" if source == "asc_cld" else "")
-        + "<YYYY-MM-DD>.csv|csv.gz|parquet` in the raw folder (read-only). Observing it hashes "
-        "the extracts in force; a new or changed one marks the conformed table made from the "
-        "old one stale.",
+        description=f"{declared.raw_description} Files `{source}/{declared.file_pattern}"
+        ".csv|csv.gz|parquet` in the raw folder (read-only). Observing it hashes the extracts "
+        "in force; a new or changed one marks the conformed table made from the old one stale.",
     )
 
     def _observe(context: dg.AssetExecutionContext, settings: IndicesSettings):

@@ -9,7 +9,7 @@ import duckdb
 from indices.measures.persons import build_persons, hfrs_weights
 from indices.sources.conform import conform_source
 from indices.sources.extracts import check_raw_folder
-from indices.sources.layouts import LAYOUTS
+from indices.sources.registry import SOURCES
 from tests.helpers import KEY, PATIENT_COLUMNS, D, register_row, write_csv
 
 OLD = "1940-01-01"  # 85 at D
@@ -34,7 +34,7 @@ def test_hes_code_quirks_score_through_conform(tmp_path):
     )
     found = check_raw_folder(raw, ())
     for source in ("gp_patients", "gp_events", "gp_medications", "hes_apc"):
-        conform_source(LAYOUTS[source], found[source], warehouse, KEY)
+        conform_source(SOURCES[source], found[source], warehouse, KEY)
     path = warehouse / "persons.parquet"
     build_persons(warehouse, D, {"E06000001": path})  # LSOA E01011949
     score, band = (

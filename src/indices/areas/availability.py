@@ -20,13 +20,20 @@ import pyarrow as pa
 from indices.core import storage, warehouse
 from indices.sources.conform import read_sidecar
 from indices.sources.extracts import parse_extract_name
+from indices.sources.registry import MEASURES, SOURCES
 
+# From the source declarations (`Source.feeds`): the national sources each measure needs, and
+# the source sent by each local authority a measure needs, withheld per authority.
 NATIONAL_SOURCES = {
-    "population": ("gp_patients",),
-    "efi": ("gp_events", "gp_medications"),
-    "hfrs": ("hes_apc",),
+    measure: needed
+    for measure in MEASURES
+    if (
+        needed := tuple(
+            s.name for s in SOURCES.values() if measure in s.feeds and not s.by_authority
+        )
+    )
 }
-PER_AUTHORITY = {"lts": "asc_cld"}
+PER_AUTHORITY = {measure: s.name for s in SOURCES.values() if s.by_authority for measure in s.feeds}
 
 
 @dataclass

@@ -47,16 +47,29 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+class Params(dict):
+    """The bound parameters of one statement, by name: `params.bind(name, value)` adds a value
+    and gives its placeholder, `$name`, so values reach DuckDB bound, never pasted into the SQL.
+    A name binds one value."""
+
+    def bind(self, name: str, value: object) -> str:
+        if name in self and self[name] != value:
+            raise ValueError(f"parameter ${name} bound to two values")
+        self[name] = value
+        return f"${name}"
+
+
 def copy_to_parquet(
     con: duckdb.DuckDBPyConnection,
     query: str,
     path: storage.Location,
     scratch: Path | None = None,
-    parameters: dict | None = None,
+    params: dict | None = None,
 ) -> int:
-    """Write a query to Parquet atomically: to a local temporary file (beside the target when it
-    is local, else in `scratch`), then renamed or uploaded into place; the rows written. A
-    folder that cannot be written is `storage.CannotWrite`, and the temporary file is removed."""
+    """Write a query (with its bound `params`) to Parquet atomically: to a local temporary file
+    (beside the target when it is local, else in `scratch`), then renamed or uploaded into
+    place; the rows written. A folder that cannot be written is `storage.CannotWrite`, and the
+    temporary file is removed."""
     if storage.is_url(path):
         tmp = storage.local_temp(scratch or storage.system_temp(), ".parquet")
     else:
@@ -69,7 +82,7 @@ def copy_to_parquet(
             con.execute(
                 f"COPY ({query}) TO $target (FORMAT parquet, COMPRESSION zstd, "
                 "ROW_GROUP_SIZE 122880)",
-                {**(parameters or {}), "target": str(tmp)},
+                {**(params or {}), "target": str(tmp)},
             )
         rows = con.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(tmp)}).fetchone()[0]
         storage.put(tmp, path)

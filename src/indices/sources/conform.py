@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -26,28 +25,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indices.core import leftovers, storage, warehouse
-from indices.core.duck import connect, copy_to_parquet, ident, sql_str, write_json_atomic
-from indices.core.reference import input_record, reference_path, vocabulary
+from indices.core.duck import Params, connect, copy_to_parquet, ident, write_json_atomic
+from indices.core.reference import input_record
 from indices.core.storage import Location
+from indices.sources import kinds
 from indices.sources.extracts import Extract
-from indices.sources.layouts import Kind, RawColumn, SourceLayout
 from indices.sources.pseudonym import (
     is_valid_nhs_number,
     mask_nhs_numbers,
     mask_nhs_numbers_sql,
     pseudonymise,
 )
-from indices.sources.schemas import conformed_schemas
+from indices.sources.registry import REGISTER, AddedColumn, Column, Source
 
-EARLIEST_PLAUSIBLE = date(1900, 1, 1)
 OLDEST_PLAUSIBLE_AGE = 120  # in whole years, at the extract date or at death
-# How a typed date (Parquet DATE or TIMESTAMP) is written as text for each date kind, so it is
-# read as the sender's own layout and not counted as a correction.
-DATE_FORMATS = {Kind.DATE: "%Y-%m-%d", Kind.UK_DATE: "%d/%m/%Y"}
 LOCAL_TIME_ZONE = "Europe/London"  # the day of a time-zone-aware timestamp is its day here
-# Kinds whose malformed values make a row unusable (`invalid_code`); `_parsed_columns` gives
-# each of them a `code_<column>` flag.
-CODE_KINDS = frozenset({Kind.SNOMED, Kind.BNF, Kind.INTEGER, Kind.AREA_CODE})
 
 
 class FileRejected(Exception):
@@ -92,8 +84,20 @@ class SourceResult:
         return sum(sum(f.quarantined.values()) for f in self.ledger)
 
 
+@dataclass(frozen=True)
+class Query:
+    """One statement and the values bound to it."""
+
+    sql: str
+    params: Params
+
+
+def _run(con: duckdb.DuckDBPyConnection, query: Query) -> None:
+    con.execute(query.sql, query.params or None)
+
+
 def conform_source(
-    layout: SourceLayout,
+    source: Source,
     extracts: list[Extract],
     warehouse_dir: Location,
     key: bytes,
@@ -102,11 +106,11 @@ def conform_source(
     """Conform the current extracts of one source (or of one `part` of it, e.g. one authority's
     social care extract) into the warehouse (a local folder or an object store: the work happens
     in a local DuckDB, the results are uploaded whole)."""
-    return conform_parts(layout, {part: extracts}, warehouse_dir, key)[0]
+    return conform_parts(source, {part: extracts}, warehouse_dir, key)[0]
 
 
 def conform_parts(
-    layout: SourceLayout,
+    source: Source,
     parts: dict[str | None, list[Extract]],
     warehouse_dir: Location,
     key: bytes,
@@ -121,35 +125,35 @@ def conform_parts(
     scratch = warehouse.scratch(warehouse_dir)
     con = connect(scratch)
     try:
-        con.execute(
-            "CREATE TEMP TABLE lsoa_ref AS SELECT lsoa11_code FROM read_csv("
-            f"{sql_str(reference_path('geography/lsoa11_lad19.csv'))}, all_varchar = true)"
-        )
-        _create_row_tables(con, layout)
+        _register_references(con, source)
+        _create_row_tables(con, source)
         ledger = []
         for number, extract in enumerate(extracts):
-            entry = FileLedger(layout.name, extract.path.name)
+            entry = FileLedger(source.name, extract.path.name)
             try:
-                _load_file(con, layout, extract, number, entry, scratch)
+                _load_file(con, source, extract, number, entry, scratch)
             except FileRejected as reason:
                 # A reason may quote the file (a DuckDB error, a header): mask NHS numbers.
                 entry.rejected = mask_nhs_numbers(str(reason))
                 con.execute("DELETE FROM raw_rows WHERE file = $f", {"f": extract.path.name})
                 con.execute("DELETE FROM malformed WHERE file = $f", {"f": extract.path.name})
             ledger.append(entry)
-        _parse_and_pseudonymise(con, layout, key)
-        _cross_row_checks(con, layout, warehouse_dir)
+        _parse_and_pseudonymise(con, source, key)
+        _cross_row_checks(con, source, warehouse_dir)
         _fill_ledger(con, ledger)
         results = []
         for part, files in parts.items():
             names = [e.path.name for e in files]
-            conformed_path = warehouse.conformed(warehouse_dir, layout.name, part)
-            quarantine_path = warehouse.quarantine(warehouse_dir, layout.name, part)
-            copy_to_parquet(con, _conformed_query(layout, names), conformed_path, scratch)
-            copy_to_parquet(con, _quarantine_query(layout, names), quarantine_path, scratch)
+            conformed_path = warehouse.conformed(warehouse_dir, source.name, part)
+            quarantine_path = warehouse.quarantine(warehouse_dir, source.name, part)
+            for query, path in (
+                (_conformed_query(source, names), conformed_path),
+                (_quarantine_query(source, names), quarantine_path),
+            ):
+                copy_to_parquet(con, query.sql, path, scratch, query.params)
             results.append(
                 SourceResult(
-                    layout.name,
+                    source.name,
                     conformed_path,
                     quarantine_path,
                     [entry for entry in ledger if entry.file in names],
@@ -159,12 +163,12 @@ def conform_parts(
         con.close()
     for (part, files), result in zip(parts.items(), results, strict=True):
         sidecar = {
-            "source": layout.name,
-            "inputs": [input_record(e.path, f"raw/{layout.name}") for e in files],
+            "source": source.name,
+            "inputs": [input_record(e.path, f"raw/{source.name}") for e in files],
             "ledger": ledger_frame(result.ledger).to_dict(orient="records"),
             "made_from": (made_from or {}).get(part),
         }
-        write_json_atomic(warehouse.sidecar(warehouse_dir, layout.name, part), sidecar)
+        write_json_atomic(warehouse.sidecar(warehouse_dir, source.name, part), sidecar)
     return results
 
 
@@ -183,12 +187,13 @@ def distinct_raw_values(extract: Extract, column: str) -> set[str]:
         else:
             header = _csv_header(extract.path)
             as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
-        relation = _relation(extract.path, extract.fmt, 0, header)
+        params = Params()
+        relation = _relation(params, extract.path, extract.fmt, 0, len(header))
         names = [r for h, r in zip(header, as_read, strict=True) if h.strip().lower() == column]
         if not names:
             return set()
         rows = con.execute(
-            f"SELECT DISTINCT trim(CAST({ident(names[0])} AS VARCHAR)) FROM {relation}"
+            f"SELECT DISTINCT trim(CAST({ident(names[0])} AS VARCHAR)) FROM {relation}", params
         ).fetchall()
         return {value for (value,) in rows if value}
     except (duckdb.Error, FileRejected, OSError, EOFError):
@@ -200,16 +205,20 @@ def distinct_raw_values(extract: Extract, column: str) -> set[str]:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _relation(path: Path, fmt: str, number: int, header: list[str]) -> str:
+def _relation(params: Params, path: Path, fmt: str, number: int, width: int) -> str:
+    """SQL reading a raw file (its path bound as `$path`): Parquet as it is; CSV with no
+    sniffing (the header was read already), `width` columns `c0`, `c1` ... all text, and lines
+    with the wrong field count kept in the rejects tables of `number` instead of failing."""
+    path_param = params.bind("path", str(path))
     if fmt == "parquet":
-        return f"read_parquet({sql_str(path)})"
-    # No sniffing: the header was read already, every field is text, and lines with the wrong
-    # field count go to the rejects table instead of failing the file.
-    columns = ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(header)))
+        return f"read_parquet({path_param})"
+    columns = params.bind("columns", {f"c{i}": "VARCHAR" for i in range(width)})
+    rejects = params.bind("rejects_table", f"rejects_{number}")
+    rejects_scan = params.bind("rejects_scan", f"rejects_scan_{number}")
     return (
-        f"read_csv({sql_str(path)}, auto_detect = false, header = true, columns = {{{columns}}}, "
-        "delim = ',', quote = '\"', escape = '\"', ignore_errors = true, store_rejects = true, "
-        f"rejects_table = 'rejects_{number}', rejects_scan = 'rejects_scan_{number}')"
+        f"read_csv({path_param}, auto_detect = false, header = true, columns = {columns}, "
+        """delim = ',', quote = '"', escape = '"', ignore_errors = true, store_rejects = true, """
+        f"rejects_table = {rejects}, rejects_scan = {rejects_scan})"
     )
 
 
@@ -217,13 +226,13 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
-def _csv_text(extract: Extract, layout: SourceLayout, spill_dir: Path) -> tuple[Path, str]:
+def _csv_text(extract: Extract, source: Source, spill_dir: Path) -> tuple[Path, str]:
     """The file to read and its encoding: the extract itself when it is UTF-8 (a byte-order
     mark allowed), else a UTF-8 copy when the source allows another encoding (Windows-1252 from
     local authorities), else rejected. The whole file is checked, in streamed chunks."""
     if extract.path.stat().st_size == 0:
         raise FileRejected(f"{extract.path.name}: empty file")
-    expected = " or ".join(layout.encodings).upper()
+    expected = " or ".join(source.encodings).upper()
     try:
         with _open_binary(extract.path) as handle:
             head = handle.read(4096)
@@ -236,7 +245,7 @@ def _csv_text(extract: Extract, layout: SourceLayout, spill_dir: Path) -> tuple[
     # local authorities have one too): it is skipped, and the rest decoded.
     mark = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
     first_error = None
-    for encoding in layout.encodings:
+    for encoding in source.encodings:
         decoder = codecs.getincrementaldecoder(encoding)()
         offset = mark
         try:
@@ -354,31 +363,42 @@ def _parquet_schema(extract: Extract) -> pa.Schema:
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
 
 
-def _as_text(column: RawColumn, name: str, arrow_type: pa.DataType | None) -> tuple[str, str]:
+def _as_text(
+    params: Params, column: Column, name: str, arrow_type: pa.DataType | None
+) -> tuple[str, str]:
     """SQL for a raw column as text, and for whether a time of day was dropped from it. A
-    typed date or timestamp (Parquet) becomes its date in the layout's own text layout; any
-    other type its text."""
-    source = ident(name)
+    typed date or timestamp (Parquet) becomes its date in the layout's own text layout, so it
+    is read as the sender's own and not counted as a correction; any other type its text."""
+    value = ident(name)
     typed_date = arrow_type is not None and (
         pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)
     )
-    if column.kind not in DATE_FORMATS or not typed_date:
-        return f"CAST({source} AS VARCHAR)", "false"
+    if not isinstance(column.kind, kinds.Date) or not typed_date:
+        return f"CAST({value} AS VARCHAR)", "false"
     if getattr(arrow_type, "tz", None):
-        source = f"({source} AT TIME ZONE {sql_str(LOCAL_TIME_ZONE)})"
-    text = f"strftime(CAST({source} AS DATE), {sql_str(DATE_FORMATS[column.kind])})"
+        value = f"({value} AT TIME ZONE {params.bind('local_time_zone', LOCAL_TIME_ZONE)})"
+    layout = params.bind(f"{column.kind.own}_layout", column.kind.layout)
+    text = f"strftime(CAST({value} AS DATE), {layout})"
     if pa.types.is_date(arrow_type):
         return text, "false"
-    return text, f"coalesce(CAST({source} AS TIME) <> TIME '00:00:00', false)"
+    return text, f"coalesce(CAST({value} AS TIME) <> TIME '00:00:00', false)"
 
 
-def _raw_names(layout: SourceLayout) -> list[str]:
+def _raw_names(source: Source) -> list[str]:
     """The raw text columns of the row tables, named by their conformed names."""
-    return [c.raw_name for c in layout.columns]
+    return [c.raw_name for c in source.columns]
 
 
-def _create_row_tables(con: duckdb.DuckDBPyConnection, layout: SourceLayout) -> None:
-    raw_columns = ", ".join(f"{ident(n)} VARCHAR" for n in _raw_names(layout))
+def _register_references(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """The reference tables the source's kinds read (the LSOA list, vocabularies), registered
+    once on the connection as relations."""
+    for column in source.columns:
+        for name, table in column.kind.relations(column).items():
+            con.register(name, table)
+
+
+def _create_row_tables(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    raw_columns = ", ".join(f"{ident(n)} VARCHAR" for n in _raw_names(source))
     # fix_time_dropped: a typed timestamp whose time of day was dropped (a correction)
     con.execute(
         f"CREATE TEMP TABLE raw_rows (file VARCHAR, extract_date DATE, row_number BIGINT, "
@@ -387,35 +407,42 @@ def _create_row_tables(con: duckdb.DuckDBPyConnection, layout: SourceLayout) -> 
     con.execute("CREATE TEMP TABLE malformed (file VARCHAR, row_number BIGINT, raw_line VARCHAR)")
 
 
-def _load_file(
-    con: duckdb.DuckDBPyConnection,
-    layout: SourceLayout,
-    extract: Extract,
-    number: int,
-    entry: FileLedger,
-    spill_dir: Path,
-) -> None:
-    copies: list[Path] = []
-    types: dict[str, pa.DataType] = {}
+@dataclass
+class _Opened:
+    """A raw file ready to read: the file DuckDB reads (the extract, or a UTF-8 copy), its
+    header as written, each header column's name as read, and Parquet's column types."""
+
+    path: Path
+    header: list[str]
+    as_read: list[str]
+    types: dict[str, pa.DataType]
+    copies: list[Path]
+
+
+def _open(extract: Extract, source: Source, entry: FileLedger, spill_dir: Path) -> _Opened:
     if extract.fmt == "parquet":
         schema = _parquet_schema(extract)
-        path, header = extract.path, schema.names
-        as_read = header
-        types = dict(zip(header, schema.types, strict=True))
-    else:
-        path, entry.encoding = _csv_text(extract, layout, spill_dir)
-        if path != extract.path:
-            copies.append(path)
-        header = _csv_header(path)
-        as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
-    normalised = [name.strip().lower() for name in header]
-    by_normalised = dict(zip(normalised, as_read, strict=True))
-    wanted = {c.name.lower() for c in layout.columns}
+        types = dict(zip(schema.names, schema.types, strict=True))
+        return _Opened(extract.path, schema.names, schema.names, types, [])
+    path, entry.encoding = _csv_text(extract, source, spill_dir)
+    header = _csv_header(path)
+    as_read = [f"c{i}" for i in range(len(header))]  # CSV columns by position
+    return _Opened(path, header, as_read, {}, [path] if path != extract.path else [])
+
+
+def _match_header(
+    extract: Extract, source: Source, opened: _Opened, entry: FileLedger
+) -> dict[str, str]:
+    """The header's columns by normalised name (lower case, no surrounding spaces), as read;
+    the file rejected when the header cannot be used. Extra and missing columns are noted."""
+    normalised = [name.strip().lower() for name in opened.header]
+    by_normalised = dict(zip(normalised, opened.as_read, strict=True))
+    wanted = {c.name.lower() for c in source.columns}
     if not wanted & by_normalised.keys():
         # Most likely the first line is data: say so, and quote none of it.
         raise FileRejected(
             f"{extract.path.name}: header row missing or unrecognised "
-            f"(it names no column of {layout.name})"
+            f"(it names no column of {source.name})"
         )
     repeated = sorted({n for n in normalised if n in wanted and normalised.count(n) > 1})
     if repeated:
@@ -424,49 +451,68 @@ def _load_file(
             "header (names compared ignoring case and surrounding spaces)"
         )
     entry.extra_columns = sorted(mask_nhs_numbers(n) for n in by_normalised if n not in wanted)
-    entry.missing_columns = [c.name for c in layout.columns if c.name.lower() not in by_normalised]
+    entry.missing_columns = [c.name for c in source.columns if c.name.lower() not in by_normalised]
     missing_needed = [
-        c.name for c in layout.columns if c.needed and c.name in entry.missing_columns
+        c.name for c in source.columns if c.needed and c.name in entry.missing_columns
     ]
     if missing_needed:
         raise FileRejected(
             f"{extract.path.name}: missing column(s) {', '.join(missing_needed)} needed by a measure"
         )
-    for column in layout.columns:
-        arrow_type = types.get(by_normalised.get(column.name.lower(), ""))
+    for column in source.columns:
+        arrow_type = opened.types.get(by_normalised.get(column.name.lower(), ""))
         if arrow_type is not None and pa.types.is_nested(arrow_type):
             raise FileRejected(
                 f"{extract.path.name}: column {column.name} holds nested values "
                 f"({arrow_type}), not text"
             )
+    return by_normalised
 
-    texts = [
-        _as_text(c, by_normalised[c.name.lower()], types.get(by_normalised[c.name.lower()]))
-        if c.name.lower() in by_normalised
-        else ("CAST(NULL AS VARCHAR)", "false")
-        for c in layout.columns
-    ]
+
+def _stage_query(
+    source: Source, extract: Extract, opened: _Opened, by_normalised: dict[str, str], number: int
+) -> Query:
+    """Every row of a file as text, in the layout's columns (a missing one null), numbered in
+    the order read (`accepted_no`), into `staged_<number>`."""
+    params = Params()
+    texts = []
+    for column in source.columns:
+        name = by_normalised.get(column.name.lower())
+        if name is None:  # a missing column nothing needs: null
+            texts.append(("CAST(NULL AS VARCHAR)", "false"))
+        else:
+            texts.append(_as_text(params, column, name, opened.types.get(name)))
     selected = ", ".join(text for text, _ in texts)
     time_dropped = " OR ".join(dropped for _, dropped in texts if dropped != "false") or "false"
-    relation = _relation(path, extract.fmt, number, header)
-    staged = f"staged_{number}"
-    stage = (
-        f"CREATE TEMP TABLE {staged} AS SELECT row_number() OVER () AS accepted_no, {selected}, "
-        f"{time_dropped} AS fix_time_dropped FROM {{relation}}"
+    relation = _relation(params, opened.path, extract.fmt, number, len(opened.header))
+    return Query(
+        f"CREATE TEMP TABLE staged_{number} AS SELECT row_number() OVER () AS accepted_no, "
+        f"{selected}, {time_dropped} AS fix_time_dropped FROM {relation}",
+        params,
     )
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    extract: Extract,
+    query: Query,
+    number: int,
+    opened: _Opened,
+    spill_dir: Path,
+) -> None:
     try:
         try:
-            con.execute(stage.format(relation=relation))
+            _run(con, query)
         except duckdb.InvalidInputException as error:
             if "state machine" not in str(error):
                 raise
             # Mixed line endings (CRLF and LF in one file) defeat DuckDB's strict parser: read a
             # copy with LF endings instead, so wrong field counts are still caught line by line.
-            copy = _lf_copy(path, spill_dir)
-            copies.append(copy)
+            copy = _lf_copy(opened.path, spill_dir)
+            opened.copies.append(copy)
             con.execute(f"DROP TABLE IF EXISTS rejects_{number}")
             con.execute(f"DROP TABLE IF EXISTS rejects_scan_{number}")
-            con.execute(stage.format(relation=relation.replace(sql_str(path), sql_str(copy))))
+            _run(con, Query(query.sql, Params(query.params, path=str(copy))))
     except duckdb.Error as error:
         if storage.write_failure(error):  # the scratch folder is full or read-only, not the file
             raise storage.CannotWrite(
@@ -475,9 +521,14 @@ def _load_file(
         first_line = str(error).strip().splitlines()[0]
         raise FileRejected(f"{extract.path.name}: cannot be read ({first_line})") from None
     finally:
-        for copy in copies:
+        for copy in opened.copies:
             copy.unlink(missing_ok=True)
 
+
+def _append_rows(con: duckdb.DuckDBPyConnection, extract: Extract, number: int) -> None:
+    """Move a staged file's rows into `raw_rows`, each with its data-row number, and its
+    rejected lines into `malformed`."""
+    file = {"file": extract.path.name}
     if extract.fmt == "parquet":
         con.execute(
             f"CREATE TEMP TABLE marks_{number} (accepted_before BIGINT, rejected_so_far BIGINT)"
@@ -488,8 +539,9 @@ def _load_file(
         # rejected line follows `accepted_before` accepted rows, and an as-of join finds, for
         # every accepted row, how many rejected lines precede it (no per-row subquery).
         con.execute(
-            f"INSERT INTO malformed SELECT {sql_str(extract.path.name)}, line - 1, "
-            f"first(csv_line) FROM rejects_{number} GROUP BY line"
+            "INSERT INTO malformed SELECT $file, line - 1, first(csv_line) "
+            f"FROM rejects_{number} GROUP BY line",
+            file,
         )
         con.execute(
             f"CREATE TEMP TABLE marks_{number} AS "
@@ -498,18 +550,45 @@ def _load_file(
             f"FROM (SELECT DISTINCT line FROM rejects_{number})) GROUP BY accepted_before"
         )
     con.execute(
-        f"INSERT INTO raw_rows SELECT {sql_str(extract.path.name)}, DATE "
-        f"{sql_str(extract.extract_date)}, s.accepted_no + coalesce(m.rejected_so_far, 0), "
-        f"s.* EXCLUDE (accepted_no) FROM {staged} s "
-        f"ASOF LEFT JOIN marks_{number} m ON s.accepted_no > m.accepted_before"
+        "INSERT INTO raw_rows SELECT $file, $extract_date, "
+        "s.accepted_no + coalesce(m.rejected_so_far, 0), s.* EXCLUDE (accepted_no) "
+        f"FROM staged_{number} s ASOF LEFT JOIN marks_{number} m ON s.accepted_no > m.accepted_before",
+        file | {"extract_date": extract.extract_date},
     )
-    con.execute(f"DROP TABLE {staged}")
+    con.execute(f"DROP TABLE staged_{number}")
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    source: Source,
+    extract: Extract,
+    number: int,
+    entry: FileLedger,
+    spill_dir: Path,
+) -> None:
+    """Read one raw file's rows as text into `raw_rows` (and `malformed`), or reject it."""
+    opened = _open(extract, source, entry, spill_dir)
+    try:
+        by_normalised = _match_header(extract, source, opened, entry)
+    except FileRejected:
+        for copy in opened.copies:
+            copy.unlink(missing_ok=True)
+        raise
+    _stage(
+        con,
+        extract,
+        _stage_query(source, extract, opened, by_normalised, number),
+        number,
+        opened,
+        spill_dir,
+    )
+    _append_rows(con, extract, number)
     rows = con.execute(
         "SELECT (SELECT count(*) FROM raw_rows WHERE file = $f) "
         "+ (SELECT count(*) FROM malformed WHERE file = $f)",
         {"f": extract.path.name},
     ).fetchone()[0]
-    if rows == 0 and not layout.allow_no_rows:
+    if rows == 0 and not source.allow_no_rows:
         raise FileRejected(f"{extract.path.name}: no data rows")
 
 
@@ -520,160 +599,84 @@ def _text(name: str) -> str:
     return f"nullif(trim({ident(name)}), '')"
 
 
-def _parsed_columns(column: RawColumn) -> list[str]:
-    """SQL select items giving a raw column's parsed value `v_<name>` and its flags: `bad_`
-    (a date that is not a date), `code_` (an invalid code), `fix_` (a value corrected)."""
-    n = column.output
-    t = _text(column.raw_name)
-    if column.kind is Kind.NHS_NUMBER:
-        clean = f"regexp_replace({t}, '[ -]', '', 'g')"
-        return [
-            f"{clean} AS nhs_clean",
-            f"{t} IS NULL AS nhs_blank",
-            f"{t} <> {clean} AS fix_nhs_normalised",
-        ]
-    if column.kind in (Kind.DATE, Kind.UK_DATE):
-        expected, other = ("%Y-%m-%d", "%d/%m/%Y")
-        if column.kind is Kind.UK_DATE:
-            expected, other = other, expected
-        first, second = f"try_strptime({t}, '{expected}')", f"try_strptime({t}, '{other}')"
-        value, fix = (
-            f"CAST(coalesce({first}, {second}) AS DATE)",
-            f"fix_{'iso' if column.kind is Kind.UK_DATE else 'uk'}_date_{n}",
-        )
-        items = []
-        if column.sentinels:
-            sentinel = f"{t} IN ('1800-01-01', '1801-01-01')"
-            value = f"CASE WHEN {sentinel} THEN NULL ELSE {value} END"
-            items.append(f"coalesce({sentinel}, false) AS fix_sentinel_date_{n}")
-            t = f"CASE WHEN {sentinel} THEN NULL ELSE {t} END"
-        missing = f"{t} IS NULL" if column.required_value else "false"
-        return items + [
-            f"{value} AS v_{n}",
-            f"({missing} OR ({t} IS NOT NULL AND {value} IS NULL)) AS bad_{n}",
-            f"coalesce({first} IS NULL AND {second} IS NOT NULL, false) AS {fix}",
-        ]
-    if column.kind is Kind.SNOMED:
-        return [
-            f"{t} AS v_{n}",
-            f"coalesce(NOT regexp_full_match({t}, '[0-9]{{6,18}}'), true) AS code_{n}",
-        ]
-    if column.kind is Kind.BNF:
-        return [
-            f"upper({t}) AS v_{n}",
-            f"coalesce(NOT regexp_full_match(upper({t}), '[0-9A-Z]{{9,15}}'), true) AS code_{n}",
-        ]
-    if column.kind is Kind.INTEGER:
-        whole = f"coalesce(regexp_full_match({t}, '[0-9]{{1,18}}'), false)"
-        return [
-            f"CASE WHEN {whole} THEN CAST({t} AS BIGINT) END AS v_{n}",
-            f"NOT {whole} AS code_{n}",
-        ]
-    if column.kind is Kind.AREA_CODE:
-        return [
-            f"upper({t}) AS v_{n}",
-            f"coalesce(NOT regexp_full_match(upper({t}), 'E[0-9]{{8}}'), true) AS code_{n}",
-        ]
-    if column.kind is Kind.ICD10:
-        # As the HFRS definition normalises: no dots or spaces, upper case, a letter and two
-        # digits; a fourth character is kept only when it is a digit (R54X, I10- → R54, I10).
-        clean = f"upper(regexp_replace({t}, '[ .]', '', 'g'))"
-        valid = f"regexp_full_match(substr({clean}, 1, 3), '[A-Z][0-9]{{2}}')"
-        fourth = f"CASE WHEN regexp_full_match(substr({clean}, 4, 1), '[0-9]') THEN substr({clean}, 4, 1) ELSE '' END"
-        return [
-            f"CASE WHEN {valid} THEN substr({clean}, 1, 3) || {fourth} END AS v_{n}",
-            f"coalesce({t} IS NOT NULL AND NOT {valid}, false) AS fix_icd10_emptied_{n}",
-        ]
-    if column.kind is Kind.LSOA:
-        known = f"upper({t}) IN (SELECT lsoa11_code FROM lsoa_ref)"
-        # Wales's LSOAs and Scotland's data zones: the person lives outside England.
-        elsewhere = f"regexp_full_match(upper({t}), '[WS]01[0-9]{{6}}')"
-        return [
-            f"CASE WHEN {known} THEN upper({t}) END AS v_{n}",
-            f"NOT coalesce({known}, false) AS fix_unknown_lsoa",
-            f"coalesce({elsewhere}, false) AS outside_england",
-        ]
-    if column.kind is Kind.VOCABULARY:
-        # Matched ignoring case (`male` is Male). Blank is "not given", not out of vocabulary,
-        # unless the vocabulary has a value for "not known".
-        match = " ".join(
-            f"WHEN {sql_str(v.lower())} THEN {sql_str(v)}" for v in vocabulary(column.vocabulary)
-        )
-        match = f"CASE lower({t}) {match} END"
-        fallback = sql_str(column.unknown_value) if column.unknown_value else "NULL"
-        unknown = f"({t} IS NOT NULL OR {fallback} IS NOT NULL) AND {match} IS NULL"
-        return [
-            f"coalesce({match}, {fallback}) AS v_{n}",
-            f"coalesce({unknown}, false) AS fix_unknown_{n}",
-        ]
-    if column.kind is Kind.DECIMAL:
-        # NaN, Infinity and overflowing numbers are no measurement: invalid, like text.
-        number = f"TRY_CAST({t} AS DOUBLE)"
-        finite = f"CASE WHEN isfinite({number}) THEN {number} END"
-        items = [
-            f"{finite} AS v_{n}",
-            f"({t} IS NOT NULL AND {finite} IS NULL) AS fix_invalid_value_{n}",
-        ]
-        if column.non_negative:
-            items.append(f"coalesce({finite} < 0, false) AS negative_{n}")
-        return items
-    return [f"{t} AS v_{n}"]
-
-
-def _reason_sql(layout: SourceLayout) -> str:
+def _reason_sql(source: Source, params: Params) -> str:
     """The first fault of a row, in a fixed order of precedence; null for a usable row."""
-    columns = layout.columns
-    dates = [c for c in columns if c.kind in (Kind.DATE, Kind.UK_DATE)]
-    codes = [c.output for c in columns if c.kind in CODE_KINDS]
+    columns = source.columns
+    dates = [c for c in columns if isinstance(c.kind, kinds.Date)]
+    codes = [c.output for c in columns if isinstance(c.kind, kinds.Code)]
     non_negative = [c.output for c in columns if c.non_negative]
-    required_text = [c.output for c in columns if c.required_value and c.kind is Kind.TEXT]
+    required_text = [c.output for c in columns if c.required_value and c.kind is kinds.TEXT]
     any_of = " OR ".join
     cases = ["WHEN duplicate_rank > 1 THEN 'duplicate'"]
-    if layout.nhs_column:
-        cases.append(f"WHEN nhs_blank THEN {sql_str(layout.blank_nhs_reason)}")
+    if source.nhs_column:
+        cases.append(
+            f"WHEN nhs_blank THEN {params.bind('blank_nhs_reason', source.blank_nhs_reason)}"
+        )
         cases.append("WHEN NOT nhs_valid THEN 'invalid_nhs_number'")
     if required_text:
         cases.append(f"WHEN {any_of(f'v_{c} IS NULL' for c in required_text)} THEN 'missing_value'")
     if dates:
         cases.append(f"WHEN {any_of(f'bad_{d.output}' for d in dates)} THEN 'invalid_date'")
+        earliest = params.bind("earliest_plausible", kinds.EARLIEST_PLAUSIBLE)
         rules = [
-            f"v_{d.output} < DATE {sql_str(EARLIEST_PLAUSIBLE)}"
+            f"v_{d.output} < {earliest}"
             + ("" if d.may_be_future else f" OR v_{d.output} > extract_date")
             for d in dates
         ]
-        rules += [f"v_{later} < v_{earlier}" for earlier, later in layout.date_order]
-        if layout.lifespan:
-            birth, death = layout.lifespan
+        rules += [f"v_{later} < v_{earlier}" for earlier, later in source.date_order]
+        if source.lifespan:
+            birth, death = source.lifespan
+            years = params.bind("implausible_age", OLDEST_PLAUSIBLE_AGE + 1)
             rules.append(
-                f"v_{birth} <= coalesce(v_{death}, extract_date) "
-                f"- INTERVAL {OLDEST_PLAUSIBLE_AGE + 1} YEAR"
+                f"v_{birth} <= coalesce(v_{death}, extract_date) - INTERVAL ({years}) YEAR"
             )
         cases.append(f"WHEN coalesce({any_of(rules)}, false) THEN 'implausible_date'")
     if codes:
         cases.append(f"WHEN {any_of(f'code_{c}' for c in codes)} THEN 'invalid_code'")
     if non_negative:
         cases.append(f"WHEN {any_of(f'negative_{c}' for c in non_negative)} THEN 'negative_value'")
-    if any(c.kind is Kind.LSOA for c in columns):
+    if any(c.kind is kinds.LSOA for c in columns):
         cases.append("WHEN outside_england THEN 'resident_outside_england'")
     return "CASE " + " ".join(cases) + " END"
 
 
-def _parse_and_pseudonymise(
-    con: duckdb.DuckDBPyConnection, layout: SourceLayout, key: bytes
-) -> None:
-    """Parse every row, find its first fault, and swap each valid NHS number for its pseudonym."""
-    raw_list = ", ".join(ident(c) for c in _raw_names(layout))
-    parsed = ", ".join(item for c in layout.columns for item in _parsed_columns(c))
-    con.execute(
-        f"CREATE TEMP TABLE parsed AS SELECT *, {parsed}, row_number() OVER "
-        f"(PARTITION BY file, {raw_list} ORDER BY row_number) AS duplicate_rank FROM raw_rows"
+def _parse_query(source: Source) -> Query:
+    """Every raw row with its parsed values and flags (see `indices.sources.kinds`), and its rank
+    among exact copies within its file, into `parsed`."""
+    params = Params()
+    parsed = ", ".join(
+        item for c in source.columns for item in c.kind.parse(c, _text(c.raw_name), params)
     )
-    if layout.nhs_column is None:
-        con.execute(
-            f"CREATE TEMP TABLE rows AS SELECT *, CAST(NULL AS VARCHAR) AS person_id, "
-            f"{_reason_sql(layout)} AS reason FROM parsed"
+    raw_list = ", ".join(ident(c) for c in _raw_names(source))
+    return Query(
+        f"CREATE TEMP TABLE parsed AS SELECT *, {parsed}, row_number() OVER "
+        f"(PARTITION BY file, {raw_list} ORDER BY row_number) AS duplicate_rank FROM raw_rows",
+        params,
+    )
+
+
+def _rows_query(source: Source) -> Query:
+    """The parsed rows with their pseudonym (from `pseudonym_map`) and first fault, into `rows`."""
+    params = Params()
+    reason = _reason_sql(source, params)
+    if source.nhs_column is None:
+        sql = (
+            "CREATE TEMP TABLE rows AS SELECT *, CAST(NULL AS VARCHAR) AS person_id, "
+            f"{reason} AS reason FROM parsed"
         )
     else:
+        sql = (
+            f"CREATE TEMP TABLE rows AS SELECT *, {reason} AS reason FROM ("
+            "SELECT p.* EXCLUDE (nhs_clean), m.person_id, m.person_id IS NOT NULL AS nhs_valid "
+            "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean))"
+        )
+    return Query(sql, params)
+
+
+def _parse_and_pseudonymise(con: duckdb.DuckDBPyConnection, source: Source, key: bytes) -> None:
+    """Parse every row, find its first fault, and swap each valid NHS number for its pseudonym."""
+    _run(con, _parse_query(source))
+    if source.nhs_column is not None:
         # Each distinct number is checked (Modulus 11) and pseudonymised once, not once per row:
         # an events extract has tens of rows per person.
         numbers = [
@@ -690,90 +693,103 @@ def _parse_and_pseudonymise(
             }
         )
         con.register("pseudonym_map", mapping)
-        con.execute(
-            f"CREATE TEMP TABLE rows AS SELECT *, {_reason_sql(layout)} AS reason FROM ("
-            "SELECT p.* EXCLUDE (nhs_clean), m.person_id, m.person_id IS NOT NULL AS nhs_valid "
-            "FROM parsed p LEFT JOIN pseudonym_map m USING (nhs_clean))"
-        )
+    _run(con, _rows_query(source))
+    if source.nhs_column is not None:
         con.unregister("pseudonym_map")
     con.execute("DROP TABLE parsed")
 
 
 def _cross_row_checks(
-    con: duckdb.DuckDBPyConnection, layout: SourceLayout, warehouse_dir: Location
+    con: duckdb.DuckDBPyConnection, source: Source, warehouse_dir: Location
 ) -> None:
     """Faults that need other rows: versions of one episode that disagree, conflicting
     identities, persons in no register."""
-    if layout.episode_key:
-        key = f"v_{layout.episode_key}"
+    if source.episode_key:
+        key = f"v_{source.episode_key}"
         # Every version of a key whose versions differ (exact copies aside) is set aside.
         con.execute(
             f"UPDATE rows SET reason = 'conflicting_duplicate' WHERE reason IS NULL AND "
             f"{key} IN (SELECT {key} FROM rows WHERE duplicate_rank = 1 AND {key} IS NOT NULL "
             f"GROUP BY {key} HAVING count(*) > 1)"
         )
-    if layout.nhs_column is None:
+    if source.nhs_column is None:
         return
-    if layout.is_register:
+    if source.is_register:
+        birth = f"v_{source.lifespan[0]}"
         con.execute(
             "UPDATE rows SET reason = 'conflicting_identity' WHERE reason IS NULL AND person_id IN "
             "(SELECT person_id FROM rows WHERE reason IS NULL GROUP BY person_id "
-            "HAVING count(DISTINCT v_date_of_birth) > 1)"
+            f"HAVING count(DISTINCT {birth}) > 1)"
         )
         return
-    register = warehouse.conformed(warehouse_dir, "gp_patients")
-    register_quarantine = warehouse.quarantine(warehouse_dir, "gp_patients")
+    register = warehouse.conformed(warehouse_dir, REGISTER)
     if not storage.exists(register):
-        raise FileNotFoundError(f"conform gp_patients before {layout.name}: {register} is missing")
+        raise FileNotFoundError(f"conform {REGISTER} before {source.name}: {register} is missing")
     # Known persons: any valid NHS number in the register, even on a registration set aside.
     con.execute(
         "UPDATE rows SET reason = 'unknown_person' WHERE reason IS NULL AND person_id NOT IN ("
-        f"SELECT person_id FROM read_parquet({sql_str(register)}) UNION "
-        f"SELECT person_id FROM read_parquet({sql_str(register_quarantine)}) "
-        "WHERE person_id IS NOT NULL)"
+        "SELECT person_id FROM read_parquet($register) UNION "
+        "SELECT person_id FROM read_parquet($register_quarantine) WHERE person_id IS NOT NULL)",
+        {
+            "register": str(register),
+            "register_quarantine": str(warehouse.quarantine(warehouse_dir, REGISTER)),
+        },
     )
 
 
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _of_files(files: list[str]) -> str:
+def _of_files(params: Params, files: list[str]) -> str:
     """SQL: the row comes from one of these files."""
-    return f"file IN ({', '.join(map(sql_str, files))})" if files else "false"
+    return f"list_contains(CAST({params.bind('files', files)} AS VARCHAR[]), file)"
 
 
-def _conformed_query(layout: SourceLayout, files: list[str]) -> str:
-    """The conformed rows of some files."""
-    schema = conformed_schemas()[layout.name]
-    derived = {"person_id": "person_id", "source_file": "file"}
-    items = [f"{derived.get(name, f'v_{name}')} AS {name}" for name in schema.columns]
-    return (
-        f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL AND {_of_files(files)} "
-        "ORDER BY file, row_number"
+def _conformed_value(column: Column) -> str:
+    """The column of `rows` a conformed column is taken from."""
+    if isinstance(column, AddedColumn):
+        return column.origin
+    return "person_id" if column.kind is kinds.NHS_NUMBER else f"v_{column.output}"
+
+
+def _conformed_query(source: Source, files: list[str]) -> Query:
+    """The conformed rows of some files, in the declared columns."""
+    params = Params()
+    items = [f"{_conformed_value(c)} AS {c.output}" for c in source.conformed_columns]
+    return Query(
+        f"SELECT {', '.join(items)} FROM rows WHERE reason IS NULL AND {_of_files(params, files)} "
+        "ORDER BY file, row_number",
+        params,
     )
 
 
-def _quarantine_query(layout: SourceLayout, files: list[str]) -> str:
+def _quarantine_query(source: Source, files: list[str]) -> Query:
     """Quarantined rows of some files with their raw values; an NHS number is kept only as its
     pseudonym, or, when invalid, as its shape (every digit of any script masked), and anything
     like an NHS number in any other value or line is masked, so no NHS number is stored."""
+    params = Params()
     masked = []
-    for column in layout.columns:
+    for column in source.columns:
         value = ident(column.raw_name)
-        if column.kind is Kind.NHS_NUMBER:
-            value = f"coalesce(person_id, regexp_replace({value}, '\\p{{Nd}}', 'n', 'g'))"
+        if column.kind is kinds.NHS_NUMBER:
+            digit = params.bind("any_digit", r"\p{Nd}")
+            value = f"coalesce(person_id, regexp_replace({value}, {digit}, 'n', 'g'))"
         else:
             value = mask_nhs_numbers_sql(value)
         masked.append(f"{ident(column.name)} := {value}")
-    return f"""
-        SELECT {sql_str(layout.name)} AS source, file, row_number, reason, person_id,
+    name, of_files = params.bind("source", source.name), _of_files(params, files)
+    return Query(
+        f"""
+        SELECT {name} AS source, file, row_number, reason, person_id,
                to_json(struct_pack({", ".join(masked)}))::VARCHAR AS raw_values
-        FROM rows WHERE reason IS NOT NULL AND {_of_files(files)}
+        FROM rows WHERE reason IS NOT NULL AND {of_files}
         UNION ALL
-        SELECT {sql_str(layout.name)}, file, row_number, 'malformed_row', NULL,
+        SELECT {name}, file, row_number, 'malformed_row', NULL,
                to_json(struct_pack(line := {mask_nhs_numbers_sql("raw_line")}))::VARCHAR
-        FROM malformed WHERE {_of_files(files)}
-        ORDER BY file, row_number"""
+        FROM malformed WHERE {of_files}
+        ORDER BY file, row_number""",
+        params,
+    )
 
 
 def _fill_ledger(con: duckdb.DuckDBPyConnection, ledger: list[FileLedger]) -> None:

@@ -8,6 +8,7 @@ import pyarrow as pa
 from indices.core import storage, warehouse
 from indices.core.reference import REFERENCE_FILES, input_record, lsoa_lookup, reference_path
 from indices.core.settings import Settings
+from indices.sources import kinds
 from indices.sources.conform import (
     SourceResult,
     conform_parts,
@@ -17,9 +18,8 @@ from indices.sources.conform import (
 )
 from indices.sources.extracts import Extract
 from indices.sources.inputs import InputsChanged, RunInputs, in_force, inputs_of
-from indices.sources.layouts import LAYOUTS
 from indices.sources.pseudonym import load_key
-from indices.sources.registry import AUTHORITY_SOURCES, GP_SOURCES, SOURCES
+from indices.sources.registry import AUTHORITY_SOURCES, REGISTER, SOURCES
 
 # -- the run's inputs ------------------------------------------------------------------------------
 # Within a run every step reads what the run decided when it started (`settings.inputs`, see
@@ -46,7 +46,7 @@ def conform(settings: Settings, source: str) -> SourceResult:
     may be published (`RegisterUnusable`)."""
     inputs = inputs_of(settings)
     result = _conform_parts(settings, inputs, source, {None: inputs.of(source)})[0]
-    if LAYOUTS[source].is_register:
+    if SOURCES[source].is_register:
         rejected = [entry.rejected for entry in result.ledger if entry.rejected]
         if rejected or not result.rows_conformed:
             why = "; ".join(rejected) or "no registration could be used (every row quarantined)"
@@ -76,7 +76,7 @@ def _conform_parts(
     inputs.check_unchanged(extracts)
     made_from = {part: inputs.source_digest(source, files) for part, files in parts.items()}
     key = load_key(settings.warehouse_dir)
-    results = conform_parts(LAYOUTS[source], parts, settings.warehouse_dir, key, made_from)
+    results = conform_parts(SOURCES[source], parts, settings.warehouse_dir, key, made_from)
     inputs.check_unchanged(extracts)
     return results
 
@@ -114,7 +114,7 @@ def sidecars(settings: Settings, source: str) -> list[dict]:
 
 
 def lineage_inputs(
-    settings: Settings, sources: tuple[str, ...] = GP_SOURCES, reference: bool = True
+    settings: Settings, sources: tuple[str, ...], reference: bool = True
 ) -> list[dict]:
     """Every raw extract (from the conformed sidecars) and reference file that fed a dataset."""
 
@@ -122,8 +122,20 @@ def lineage_inputs(
         i for source in sources for sidecar in sidecars(settings, source) for i in sidecar["inputs"]
     ]
     if reference:
-        inputs += [input_record(reference_path(r), f"reference/{r}") for r in REFERENCE_FILES]
+        inputs += [input_record(reference_path(r), f"reference/{r}") for r in reference_files()]
     return inputs
+
+
+def reference_files() -> list[str]:
+    """Every reference file a run's figures depend on: the measures' (`REFERENCE_FILES`) and
+    every vocabulary a source declares."""
+    vocabularies = [
+        column.vocabulary.split(":")[0]
+        for source in SOURCES.values()
+        for column in source.columns
+        if column.vocabulary
+    ]
+    return list(dict.fromkeys([*REFERENCE_FILES, *vocabularies]))
 
 
 def ledger_table(settings: Settings) -> pa.Table:
@@ -186,12 +198,14 @@ def linkage_rate(results: list[SourceResult]) -> float | None:
 
 def authorities_in_raw(settings: Settings) -> list[str]:
     """The local authorities to partition by, read from the raw folder without conforming: those
-    of the LSOAs in the newest GP register extract and those sending a social care extract."""
+    of the LSOAs in the newest GP register extract and those sending an extract of their own
+    (social care)."""
     lad_of = dict(zip(lsoa_lookup()["lsoa11_code"], lsoa_lookup()["lad19_code"], strict=True))
-    found = {e.lad19_code for e in in_force(settings, "asc_cld")}
-    register = in_force(settings, "gp_patients")
+    found = {e.lad19_code for source in AUTHORITY_SOURCES for e in in_force(settings, source)}
+    register = in_force(settings, REGISTER)
     if register:
-        lsoas = distinct_raw_values(register[-1], "lsoa11_code")
+        lsoa = next(c for c in SOURCES[REGISTER].columns if c.kind is kinds.LSOA)
+        lsoas = distinct_raw_values(register[-1], lsoa.name.lower())
         found |= {lad_of[code] for code in lsoas if code in lad_of}
     return sorted(found)
 

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from indices.sources.pseudonym import mask_nhs_numbers
+from indices.sources.registry import REGISTER, SOURCES
 
-ALL_SOURCES = ("gp_patients", "gp_events", "gp_medications", "hes_apc", "asc_cld", "fingertips")
 EXTENSIONS = ("csv.gz", "csv", "parquet")
 
 _NAME = re.compile(
@@ -43,10 +43,10 @@ class Extract:
 
 def parse_extract_name(path: Path, source: str) -> Extract:
     """Read source, LAD and extract date from a file name, or say why it is not an extract."""
-    pattern = "asc_cld_<LAD code>_<YYYY-MM-DD>" if source == "asc_cld" else f"{source}_<YYYY-MM-DD>"
-    expected = f"expected {pattern}.csv, .csv.gz or .parquet"
+    by_authority = SOURCES[source].by_authority
+    expected = f"expected {SOURCES[source].file_pattern}.csv, .csv.gz or .parquet"
     match = _NAME.match(path.name)
-    if not match or match["source"] != source or bool(match["lad"]) != (source == "asc_cld"):
+    if not match or match["source"] != source or bool(match["lad"]) != by_authority:
         raise RawFolderError(f"{path}: not an extract of {source}; {expected}")
     try:
         extract_date = date.fromisoformat(match["date"])
@@ -98,7 +98,8 @@ def list_extracts(raw_dir: Path, source: str, today: date | None = None) -> list
 
 
 def current_extracts(raw_dir: Path, source: str, today: date | None = None) -> list[Extract]:
-    """The extracts in force: the newest one, or for `asc_cld` the newest one per authority."""
+    """The extracts in force: the newest one, or for a source sent by each local authority
+    (`asc_cld`) the newest one per authority."""
     newest: dict[str | None, Extract] = {}
     for extract in list_extracts(raw_dir, source, today):
         newest[extract.lad19_code] = extract  # later dates overwrite earlier ones
@@ -114,7 +115,7 @@ def check_raw_folder(
         raise RawFolderError(f"raw folder {raw_dir} does not exist")
     if not raw_dir.is_dir():
         raise RawFolderError(f"raw folder {raw_dir} is not a folder")
-    found = {source: current_extracts(raw_dir, source, today) for source in ALL_SOURCES}
+    found = {source: current_extracts(raw_dir, source, today) for source in SOURCES}
     missing = [source for source in required if not found[source]]
     if missing:
         raise RawFolderError(
@@ -124,7 +125,7 @@ def check_raw_folder(
     return found
 
 
-def newest_extract_date(raw_dir: Path, source: str = "gp_patients") -> date:
+def newest_extract_date(raw_dir: Path, source: str = REGISTER) -> date:
     """The extract date of the newest extract of a source: the default reference date."""
     extracts = list_extracts(raw_dir, source)
     if not extracts:

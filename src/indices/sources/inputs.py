@@ -23,14 +23,13 @@ from pathlib import Path
 from indices.core import storage, warehouse
 from indices.core.settings import Settings
 from indices.sources.extracts import (
-    ALL_SOURCES,
     Extract,
     RawFolderError,
     check_raw_folder,
     current_extracts,
     parse_extract_name,
 )
-from indices.sources.registry import REQUIRED_SOURCES
+from indices.sources.registry import REGISTER, REQUIRED_SOURCES, SOURCES
 
 REFERENCE_DATE_TAG = "indices/reference_date"
 INPUTS_TAG = "indices/inputs"
@@ -62,7 +61,7 @@ class RunInputs:
             "reference_date": self.reference_date.isoformat(),
             "extracts": [
                 {"source": source, "file": e.path.name, "bytes": size, "mtime_ns": mtime}
-                for source in ALL_SOURCES
+                for source in SOURCES
                 for e in self.extracts.get(source, ())
                 for size, mtime in [self.stamps[f"{source}/{e.path.name}"]]
             ],
@@ -84,7 +83,7 @@ class RunInputs:
 
     def tags(self) -> dict[str, str]:
         """What a run records of its inputs, shown with the run in the Dagster UI."""
-        register = self.of("gp_patients")
+        register = self.of(REGISTER)
         return {
             REFERENCE_DATE_TAG: self.reference_date.isoformat(),
             INPUTS_TAG: self.digest,
@@ -125,17 +124,17 @@ def decide(raw_dir: Path, reference_date: date | None, required: tuple[str, ...]
                 raise RawFolderError(f"{extract.path}: cannot be read ({error.strerror})") from None
             stamps[f"{source}/{extract.path.name}"] = (stat.st_size, stat.st_mtime_ns)
     if reference_date is None:
-        register = found.get("gp_patients") or []
+        register = found.get(REGISTER) or []
         if not register:
-            raise RawFolderError(f"raw folder {raw_dir} has no extract of gp_patients")
+            raise RawFolderError(f"raw folder {raw_dir} has no extract of {REGISTER}")
         reference_date = register[-1].extract_date
-    extracts = {source: tuple(found[source]) for source in ALL_SOURCES}
+    extracts = {source: tuple(found[source]) for source in SOURCES}
     return RunInputs(raw_dir, reference_date, extracts, stamps)
 
 
 def from_record(record: dict) -> RunInputs:
     raw_dir = Path(record["raw_dir"])
-    extracts: dict[str, list[Extract]] = {source: [] for source in ALL_SOURCES}
+    extracts: dict[str, list[Extract]] = {source: [] for source in SOURCES}
     stamps = {}
     for item in record["extracts"]:
         source = item["source"]

@@ -21,6 +21,8 @@ from nhs_number.constants import (
 )
 
 KEY_ENV = "INDICES_PSEUDONYM_KEY"
+PSEUDONYM_HEX_DIGITS = 32  # of the HMAC-SHA256, as `person_id`
+PSEUDONYM_PATTERN = f"[0-9a-f]{{{PSEUDONYM_HEX_DIGITS}}}"
 
 # The ranges numbers are issued from (the nhs-number package's table): Scotland's CHI,
 # Northern Ireland, England, Wales and the Isle of Man, Ireland's IHI; and 9xx, never issued
@@ -110,4 +112,7 @@ def load_key(warehouse_dir: Path | str) -> bytes:
 
 def pseudonymise(key: bytes, nhs_numbers: Iterable[str]) -> list[str]:
     """HMAC-SHA256 of each normalised NHS number under the key, as 32 hex characters."""
-    return [hmac.new(key, n.encode(), hashlib.sha256).hexdigest()[:32] for n in nhs_numbers]
+    digest = hashlib.sha256
+    return [
+        hmac.new(key, n.encode(), digest).hexdigest()[:PSEUDONYM_HEX_DIGITS] for n in nhs_numbers
+    ]
